@@ -1,0 +1,62 @@
+# PsychoChauffeur operations-as-code. Run as root on Debian 12: `make demo`, `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PYTEST := $(BIN)/pytest
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help deps venv image lint test test-bot test-lab test-roles test-infra test-playbooks demo bench lab-down clean
+
+help: ## Show the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+deps: ## Debian packages (debootstrap, systemd-container, apt-cacher-ng, PostgreSQL, ...)
+	@scripts/install-deps.sh
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed ## Python virtualenv .venv from pyproject.toml + constraints.txt
+
+image: deps venv ## Build (once, cached under .lab/) the Debian 12 lab image
+	$(PY) -m lab image
+
+lint: venv ## ruff + ansible-lint (production profile)
+	$(BIN)/ruff check .
+	$(BIN)/ansible-lint
+
+test-bot: deps venv ## Bot unit/e2e tests against a real PostgreSQL and the sandbox
+	$(PYTEST) tests/bot
+
+test-lab: image ## The lab tool itself: boot, SSH, apt proxy, teardown
+	$(PYTEST) tests/lab
+
+test-roles: image ## molecule test for every role on lab hosts
+	scripts/molecule-all.sh
+
+test-infra: image ## site.yml on a fresh lab host + whole-host testinfra suite
+	@if [ -d tests/infra ]; then $(PYTEST) tests/infra; else echo "tests/infra: none yet"; fi
+
+test-playbooks: image ## every runbook procedure playbook on a converged lab host
+	@if [ -d tests/playbooks ]; then $(PYTEST) tests/playbooks; else echo "tests/playbooks: none yet"; fi
+
+test: deps venv lint test-bot test-lab test-roles test-infra test-playbooks ## Every test suite of the repo
+
+demo: image ## Boot a lab host, converge site.yml, show the bot answering through the sandbox
+	scripts/demo.sh
+
+bench: deps venv ## Benchmarks (figures go to docs/PERFORMANCE.md)
+	$(PY) -m bench
+
+lab-down: venv ## Stop every lab host
+	$(PY) -m lab down --all
+
+clean: lab-down ## Remove lab hosts and caches (keeps the image)
+	rm -rf .cache build dist *.egg-info
