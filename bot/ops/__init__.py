@@ -1,0 +1,1 @@
+"""The runbook's operator tooling behind `psychochauffeur`: health, perf, db, audit, config and admins."""
