@@ -1,0 +1,226 @@
+"""Build the lab images: a debootstrapped Debian 12 base and variants derived from it, as zstd tarballs.
+
+Each tarball is named by a hash of its recipe (package list, customisation script, apt sources, parent), so it
+is built once per machine and rebuilt when the recipe changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lab import aptsources, proxy
+from lab.common import IMAGES_DIR, RECIPE_DIR, LabError, locked, progress, require_root, require_tools, run
+
+RECIPE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    parent: str | None
+    packages: tuple[str, ...]
+    script: str
+
+
+VARIANTS = {
+    v.name: v
+    for v in (
+        Variant(
+            "base",
+            None,
+            (
+                "systemd",
+                "systemd-sysv",
+                "dbus",
+                "openssh-server",
+                "python3",
+                "python3-apt",
+                "sudo",
+                "iproute2",
+                "procps",
+                "ca-certificates",
+                "tzdata",
+                "acl",
+            ),
+            "base.sh",
+        ),
+        Variant(
+            "postgres",
+            "base",
+            ("postgresql-15", "python3-psycopg2", "rsync", "logrotate", "cron"),
+            "postgres.sh",
+        ),
+    )
+}
+
+
+def variant(name: str) -> Variant:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise LabError(f"unknown image '{name}' (known: {', '.join(VARIANTS)})") from None
+
+
+def recipe_hash(name: str) -> str:
+    v = variant(name)
+    recipe = {
+        "version": RECIPE_VERSION,
+        "suite": aptsources.SUITE,
+        "packages": v.packages,
+        "script": (RECIPE_DIR / v.script).read_text(),
+        "sources": aptsources.image_sources(),
+        "parent": recipe_hash(v.parent) if v.parent else None,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def tarball(name: str) -> Path:
+    return IMAGES_DIR / f"{name}-{recipe_hash(name)}.tar.zst"
+
+
+@contextlib.contextmanager
+def _chroot_mounts(root: Path) -> Iterator[None]:
+    mounted: list[Path] = []
+    try:
+        for src, dst, opts in (
+            ("proc", "proc", ["-t", "proc"]),
+            ("/dev", "dev", ["--bind"]),
+            ("/dev/pts", "dev/pts", ["--bind"]),
+            ("sysfs", "sys", ["-t", "sysfs"]),
+        ):
+            (root / dst).mkdir(parents=True, exist_ok=True)
+            run(["mount", *opts, src, str(root / dst)], capture=True)
+            mounted.append(root / dst)
+        yield
+    finally:
+        for m in reversed(mounted):
+            run(["umount", "-l", str(m)], check=False)
+
+
+def _customise(root: Path, v: Variant) -> None:
+    policy = root / "usr/sbin/policy-rc.d"  # no service starts inside the build chroot
+    policy.write_text("#!/bin/sh\nexit 101\n")
+    policy.chmod(0o755)
+    shutil.copy(RECIPE_DIR / v.script, root / "tmp/lab-recipe.sh")
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "http_proxy": f"http://127.0.0.1:{proxy.PORT}",
+        "HOME": "/root",
+        "LAB_PACKAGES": " ".join(v.packages),
+    }
+    with _chroot_mounts(root):
+        script = "/tmp/lab-recipe.sh"  # noqa: S108 - a path inside the chroot
+        run(["chroot", str(root), "/bin/sh", script], env=env)
+    policy.unlink()
+    (root / "tmp/lab-recipe.sh").unlink(missing_ok=True)
+
+
+def _pack(root: Path, out: Path) -> None:
+    tmp = out.with_suffix(".tmp")
+    run(
+        [
+            "tar",
+            "--one-file-system",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "-I",
+            "zstd -T0 -3",
+            "-C",
+            str(root),
+            "-cf",
+            str(tmp),
+            ".",
+        ]
+    )
+    tmp.rename(out)
+
+
+def unpack(tar: Path, root: Path) -> None:
+    root.mkdir(parents=True)
+    run(
+        [
+            "tar",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "-I",
+            "zstd -T0",
+            "-C",
+            str(root),
+            "-xpf",
+            str(tar),
+        ],
+        capture=True,
+    )
+
+
+def build(name: str, force: bool = False) -> Path:
+    """Return the tarball of image ``name``, building it (and its parent) when missing or ``force``."""
+    require_root()
+    v = variant(name)
+    if v.parent:
+        build(v.parent, force=False)
+    out = tarball(name)
+    IMAGES_DIR.mkdir(parents=True, exist_ok=True)
+    with locked(IMAGES_DIR / f"{name}.lock"):
+        if out.exists() and not force:
+            return out
+        require_tools("debootstrap", "zstd", "tar", "chroot")
+        proxy.ensure()
+        work = IMAGES_DIR / f"{name}.build"
+        if work.exists():
+            _remove_tree(work)
+        root = work / "root"
+        start = time.monotonic()
+        if v.parent:
+            progress(f"image {name}: unpacking {v.parent}")
+            unpack(tarball(v.parent), root)
+        else:
+            mirror = aptsources.mirror()
+            progress(f"image {name}: debootstrap bookworm from {mirror} (via apt-cacher-ng), ~1 min")
+            root.mkdir(parents=True)
+            env = dict(os.environ, http_proxy=f"http://127.0.0.1:{proxy.PORT}")
+            log = work / "debootstrap.log"
+            with open(log, "w") as fh:
+                proc = run(
+                    [
+                        "debootstrap",
+                        "--variant=minbase",
+                        "--include=" + ",".join(v.packages),
+                        aptsources.SUITE,
+                        str(root),
+                        aptsources.via_proxy(mirror),
+                    ],
+                    env=env,
+                    stdout=fh,
+                    stderr=fh,
+                    check=False,
+                )
+            if proc.returncode != 0:
+                tail = "\n".join(log.read_text().splitlines()[-15:])
+                raise LabError(f"debootstrap failed ({proc.returncode}), log {log}:\n{tail}")
+            (root / "etc/apt/sources.list.d/debian.sources").write_text(aptsources.image_sources())
+        progress(f"image {name}: customising ({v.script})")
+        _customise(root, v)
+        progress(f"image {name}: packing {out.name}")
+        _pack(root, out)
+        _remove_tree(work)
+        for old in IMAGES_DIR.glob(f"{name}-*.tar.zst"):
+            if old != out:
+                old.unlink()
+        progress(f"image {name}: built in {time.monotonic() - start:.0f} s ({out.stat().st_size >> 20} MiB)")
+    return out
+
+
+def _remove_tree(path: Path) -> None:
+    """rm -rf that refuses to cross into a mount left behind by an interrupted build."""
+    run(["rm", "-rf", "--one-file-system", str(path)])
