@@ -1,0 +1,333 @@
+"""PostgreSQL: migrations (sync, also used by the CLI) and the bot's async pool with DB-down resilience.
+
+When the database goes away the bot keeps polling: `Database.up` turns False, DB calls fail fast with
+BotError("DB001") instead of waiting on the pool, and a background probe brings it back (running any
+pending migrations first) as soon as the server answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from bot.errors import BotError, classify
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
+_LOCK_ID = 0x50_43_42  # advisory lock so two migrators never race
+CONNECT_TIMEOUT = 3
+STATEMENT_TIMEOUT_MS = 15_000
+
+
+# --- migrations (sync) ----------------------------------------------------------------------------
+
+
+def migration_files() -> list[tuple[int, str, Path]]:
+    found = []
+    for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
+        match = _MIGRATION_RE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path.stem, path))
+    return found
+
+
+def migrate(dsn: str, check: bool = False) -> list[str]:
+    """Apply pending migrations (or, with check=True, only list them). Returns the migration names."""
+    with psycopg.connect(dsn, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()[0]
+        if check:
+            done = set()
+            if exists:
+                done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            return [name for version, name, _ in migration_files() if version not in done]
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            applied = []
+            for version, name, path in migration_files():
+                if version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text(encoding="utf-8"))
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+                log.info("applied migration %s", name)
+                applied.append(name)
+            return applied
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+
+
+# --- async pool -----------------------------------------------------------------------------------
+
+
+def clean_text(text: str | None) -> str | None:
+    """PostgreSQL text cannot hold NUL characters; Telegram text can."""
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
+class Database:
+    """The bot's connection pool plus the few queries the features need."""
+
+    def __init__(self, dsn: str, *, max_size: int = 5, timeout: float = 3.0) -> None:
+        self.dsn = dsn
+        self.up = False
+        self.pool = psycopg_pool.AsyncConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            timeout=timeout,
+            reconnect_timeout=30,
+            name="bot",
+            kwargs={
+                "autocommit": True,
+                "connect_timeout": CONNECT_TIMEOUT,
+                "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+            },
+        )
+        self._probe: asyncio.Task[None] | None = None
+        self._config_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.config_ttl = 30.0
+
+    # lifecycle ------------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open without waiting: a down database must not stop the bot from starting."""
+        await self.pool.open(wait=False)
+        if not await self._try_recover():
+            self._mark_down("database unavailable at startup")
+
+    async def close(self) -> None:
+        if self._probe:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
+        await self.pool.close(timeout=2)
+
+    async def _try_recover(self) -> bool:
+        try:
+            applied = await asyncio.to_thread(migrate, self.dsn)
+            if applied:
+                log.info("database migrations applied: %s", ", ".join(applied))
+            await self.pool.check()
+        except Exception as exc:
+            log.debug("database probe failed: %s", exc)
+            return False
+        self.up = True
+        return True
+
+    def _mark_down(self, reason: str) -> None:
+        if self.up or self._probe is None or self._probe.done():
+            log.error("database unavailable: %s", reason, extra={"code": "DB001"})
+        self.up = False
+        if self._probe is None or self._probe.done():
+            self._probe = asyncio.get_running_loop().create_task(self._probe_loop(), name="db-probe")
+
+    async def _probe_loop(self) -> None:
+        delay = 0.3
+        while not await self._try_recover():
+            await asyncio.sleep(delay)  # backoff between reconnect attempts, not a wait for a condition
+            delay = min(delay * 2, 5.0)
+        log.info("database is back")
+
+    # access ---------------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection; every database failure comes out as a BotError with its DB code."""
+        if not self.up:
+            raise BotError("DB001", "database is unavailable")
+        try:
+            async with self.pool.connection() as conn:
+                yield conn
+        except psycopg_pool.PoolTimeout as exc:
+            stats = self.pool.get_stats()
+            if stats.get("pool_size", 0) >= (self.pool.max_size or 0) and not stats.get("pool_available"):
+                raise BotError("DB003", "connection pool exhausted") from exc
+            self._mark_down(str(exc))
+            raise BotError("DB001", str(exc)) from exc
+        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolClosed) as exc:
+            code = classify(exc)
+            if code == "DB001":
+                self._mark_down(str(exc).strip())
+            raise BotError(code, str(exc).strip()[:300]) from exc
+
+    # queries --------------------------------------------------------------------------------------
+
+    async def store_message(self, chat: dict[str, Any], user: dict[str, Any] | None, message_id: int,
+                            text: str | None, timestamp: datetime) -> None:
+        """Upsert chat and user and insert the message in one round trip."""
+        params = {
+            "chat_id": chat["id"], "chat_type": chat.get("type") or "",
+            "title": clean_text(chat.get("title")),
+            "user_id": user["id"] if user else None,
+            "username": clean_text(user.get("username")) if user else None,
+            "first_name": clean_text(user.get("first_name")) if user else None,
+            "last_name": clean_text(user.get("last_name")) if user else None,
+            "message_id": message_id, "text": clean_text(text), "ts": timestamp,
+        }
+        async with self.connection() as conn:
+            await conn.execute(_STORE_SQL, params)
+
+    async def chat_config(self, chat_id: int, strict: bool = True) -> dict[str, Any]:
+        """The chat layer (chats.config).
+
+        With strict=False a down database yields the cached or an empty layer instead of raising.
+        """
+        cached = self._config_cache.get(chat_id)
+        if cached and time.monotonic() - cached[0] < self.config_ttl:
+            return cached[1]
+        try:
+            async with self.connection() as conn:
+                cur = await conn.execute("SELECT config FROM chats WHERE chat_id = %s", (chat_id,))
+                row = await cur.fetchone()
+        except BotError:
+            if strict:
+                raise
+            return cached[1] if cached else {}
+        config = row[0] if row and isinstance(row[0], dict) else {}
+        self._config_cache[chat_id] = (time.monotonic(), config)
+        return config
+
+    async def set_chat_config(self, chat_id: int, chat_type: str, key: str, value: Any | None) -> None:
+        """Set one chat setting, or remove it (back to the global default) when value is None."""
+        async with self.connection() as conn:
+            if value is None:
+                await conn.execute(
+                    "UPDATE chats SET config = config - %s, updated_at = now() WHERE chat_id = %s",
+                    (key, chat_id))
+            else:
+                await conn.execute(
+                    "INSERT INTO chats (chat_id, chat_type, config) VALUES (%(c)s, %(t)s, %(cfg)s)"
+                    " ON CONFLICT (chat_id) DO UPDATE SET config = chats.config || %(cfg)s,"
+                    " updated_at = now()",
+                    {"c": chat_id, "t": chat_type, "cfg": Jsonb({key: value})},
+                )
+        self._config_cache.pop(chat_id, None)
+
+    async def chat_stats(self, chat_id: int, bot_id: int | None = None) -> dict[str, Any]:
+        """Counts for /stats; the bot's own stored answers (user bot_id) are left out."""
+        args = {"chat": chat_id, "bot": bot_id}
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT count(*) AS messages, count(DISTINCT user_id) AS users, min(timestamp) AS first,"
+                " max(timestamp) AS last, count(*) FILTER (WHERE timestamp > now() - interval '1 day') AS day"
+                " FROM messages WHERE chat_id = %(chat)s AND user_id IS DISTINCT FROM %(bot)s::bigint", args)
+            stats = await cur.fetchone() or {}
+            await cur.execute(
+                "SELECT coalesce(u.username, u.first_name, m.user_id::text) AS name, count(*) AS n"
+                " FROM messages m LEFT JOIN users u ON u.user_id = m.user_id"
+                " WHERE m.chat_id = %(chat)s AND m.user_id IS NOT NULL"
+                " AND m.user_id IS DISTINCT FROM %(bot)s::bigint"
+                " GROUP BY 1 ORDER BY n DESC, name LIMIT 5", args)
+            stats["top"] = await cur.fetchall()
+        return stats
+
+    async def recent_messages(self, chat_id: int, limit: int) -> list[dict[str, Any]]:
+        """The last `limit` messages of a chat, oldest first, with the author's display name."""
+        return await self._messages(
+            "WHERE m.chat_id = %(chat)s ORDER BY m.timestamp DESC, m.id DESC LIMIT %(limit)s",
+            {"chat": chat_id, "limit": limit})
+
+    async def messages_between(self, chat_id: int, start: datetime, end: datetime,
+                               limit: int) -> list[dict[str, Any]]:
+        return await self._messages(
+            "WHERE m.chat_id = %(chat)s AND m.timestamp >= %(start)s AND m.timestamp < %(end)s"
+            " ORDER BY m.timestamp DESC, m.id DESC LIMIT %(limit)s",
+            {"chat": chat_id, "start": start, "end": end, "limit": limit})
+
+    async def _messages(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT m.message_id, m.user_id, m.text, m.timestamp,"
+                " coalesce(u.first_name, u.username, m.user_id::text, 'someone') AS name"
+                " FROM messages m LEFT JOIN users u ON u.user_id = m.user_id "
+                f"{where}", params)
+            rows = await cur.fetchall()
+        rows.reverse()
+        return rows
+
+    async def cached_analysis(self, chat_id: int, period: str, content_hash: str) -> str | None:
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT summary FROM analysis_cache WHERE chat_id = %s AND period = %s AND content_hash = %s",
+                (chat_id, period, content_hash))
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def store_analysis(self, chat_id: int, period: str, content_hash: str, summary: str) -> None:
+        async with self.connection() as conn:
+            await conn.execute(
+                "INSERT INTO analysis_cache (chat_id, period, content_hash, summary) VALUES (%s, %s, %s, %s)"
+                " ON CONFLICT (chat_id, period, content_hash) DO UPDATE SET summary = EXCLUDED.summary,"
+                " created_at = now()", (chat_id, period, content_hash, clean_text(summary)))
+
+    async def user_city(self, user_id: int) -> str | None:
+        async with self.connection() as conn:
+            cur = await conn.execute("SELECT city FROM users WHERE user_id = %s", (user_id,))
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def set_user_city(self, user: dict[str, Any], city: str) -> None:
+        async with self.connection() as conn:
+            await conn.execute(
+                "INSERT INTO users (user_id, username, first_name, last_name, city)"
+                " VALUES (%(id)s, %(username)s, %(first_name)s, %(last_name)s, %(city)s)"
+                " ON CONFLICT (user_id) DO UPDATE SET city = EXCLUDED.city, updated_at = now()",
+                {"id": user["id"], "username": user.get("username"), "first_name": user.get("first_name"),
+                 "last_name": user.get("last_name"), "city": clean_text(city)})
+
+    async def record_error(self, code: str, logger: str, message: str, chat_id: int | None) -> None:
+        async with self.connection() as conn:
+            await conn.execute(
+                "INSERT INTO error_events (code, logger, message, chat_id) VALUES (%s, %s, %s, %s)",
+                (code, logger, clean_text(message[:2000]), chat_id))
+
+    async def error_counts(self, since: datetime, chat_id: int | None = None) -> dict[str, int]:
+        async with self.connection() as conn:
+            cur = await conn.execute(
+                "SELECT code, count(*) FROM error_events WHERE ts >= %s"
+                " AND (%s::bigint IS NULL OR chat_id = %s) GROUP BY code ORDER BY count(*) DESC, code",
+                (since, chat_id, chat_id))
+            return {code: n for code, n in await cur.fetchall()}
+
+
+_STORE_SQL = """
+WITH c AS (
+    INSERT INTO chats (chat_id, chat_type, title) VALUES (%(chat_id)s, %(chat_type)s, %(title)s)
+    ON CONFLICT (chat_id) DO UPDATE
+        SET chat_type = EXCLUDED.chat_type, title = EXCLUDED.title, updated_at = now()
+    WHERE (chats.chat_type, chats.title) IS DISTINCT FROM (EXCLUDED.chat_type, EXCLUDED.title)
+), u AS (
+    INSERT INTO users (user_id, username, first_name, last_name)
+    SELECT %(user_id)s::bigint, %(username)s, %(first_name)s, %(last_name)s
+    WHERE %(user_id)s::bigint IS NOT NULL
+    ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username, first_name = EXCLUDED.first_name,
+        last_name = EXCLUDED.last_name, updated_at = now()
+    WHERE (users.username, users.first_name, users.last_name)
+        IS DISTINCT FROM (EXCLUDED.username, EXCLUDED.first_name, EXCLUDED.last_name)
+)
+INSERT INTO messages (chat_id, message_id, user_id, text, timestamp)
+VALUES (%(chat_id)s, %(message_id)s, %(user_id)s, %(text)s, %(ts)s)
+ON CONFLICT (chat_id, message_id) DO UPDATE SET text = EXCLUDED.text
+"""
