@@ -8,7 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
-RANK = {"OK": 0, "UNKNOWN": 1, "WARNING": 2, "CRITICAL": 3}
+RANK = {"OK": 0, "INFO": 0, "UNKNOWN": 1, "WARNING": 2, "CRITICAL": 3}
+# Unit of each `psychochauffeur health` check value, and the metric its thresholds are listed under.
+CHECK_UNITS = {
+    "disk": "% free",
+    "memory": "%",
+    "cpu": "%",
+    "error_rate": "%",
+    "latency": " s",
+    "database": " ms",
+    "bot_api": " ms",
+    "last_update": " s",
+    "openai": " ms",
+    "weather": " ms",
+}
+CHECK_METRICS = {
+    "disk": "disk_free_percent",
+    "memory": "memory_percent",
+    "cpu": "cpu_percent",
+    "error_rate": "error_rate_percent",
+    "latency": "handler_p95_seconds",
+}
 
 
 def ops_status(value: Any, warn: Any = None, crit: Any = None, better: str = "lower") -> str:
@@ -57,8 +77,73 @@ def ops_verdict(items: list[Any]) -> str:
     return worst
 
 
+def ops_checks(health: dict | None) -> list[dict]:
+    """`psychochauffeur health --json` checks as report rows (name, STATUS, detail)."""
+    if not health or not isinstance(health.get("checks"), list):
+        return [
+            {
+                "name": "health",
+                "status": "CRITICAL",
+                "detail": (health or {}).get("error", "no health output"),
+            }
+        ]
+    return [
+        {
+            "name": c.get("name", "?"),
+            "status": str(c.get("status", "unknown")).upper(),
+            "detail": c.get("summary", ""),
+        }
+        for c in health["checks"]
+    ]
+
+
+def ops_figures(health: dict | None) -> list[dict]:
+    """The measured values of the health checks, with the CLI's own runbook thresholds and status."""
+    if not health or not isinstance(health.get("checks"), list):
+        return []
+    thresholds = health.get("thresholds") or {}
+    rows = []
+    for c in health["checks"]:
+        if c.get("value") is None:
+            continue
+        t = thresholds.get(CHECK_METRICS.get(c.get("name", ""), ""), {})
+        rows.append(
+            {
+                "name": c["name"],
+                "value": c["value"],
+                "unit": CHECK_UNITS.get(c["name"], ""),
+                "warn": t.get("warning"),
+                "crit": t.get("critical"),
+                "better": "lower" if t.get("higher_is_worse", True) else "higher",
+                "status": str(c.get("status", "unknown")).upper(),
+            }
+        )
+    return rows
+
+
+def ops_history_align(text: str, current: str, previous: str = "") -> list[str]:
+    """Deploy history (one release per line, oldest first) ending at the live release.
+
+    A history that does not know the live release (deployed by site.yml) gets the previous link's release
+    and the live one appended; entries after the live release (rolled back from) are dropped.
+    """
+    history = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if current in history:
+        return history[: history.index(current) + 1]
+    if previous and previous not in history and previous != current:
+        history.append(previous)
+    return history + [current] if current else history
+
+
 class FilterModule:
     """Ansible entry point."""
 
     def filters(self) -> dict:
-        return {"ops_status": ops_status, "ops_evaluate": ops_evaluate, "ops_verdict": ops_verdict}
+        return {
+            "ops_status": ops_status,
+            "ops_evaluate": ops_evaluate,
+            "ops_verdict": ops_verdict,
+            "ops_checks": ops_checks,
+            "ops_figures": ops_figures,
+            "ops_history_align": ops_history_align,
+        }
