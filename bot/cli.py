@@ -255,8 +255,8 @@ def _run_bot(env: Env) -> Result:
         raise OpsError("BOT_TOKEN is not set: set it to the bot token from @BotFather", exit_code=2)
     from bot.app import run  # imported here so operator commands work without the bot's runtime deps loaded
 
-    run(env)
-    return Result({"stopped": True}, "bot stopped")
+    code = run(env)
+    return Result({"stopped": True, "exit_code": code}, "bot stopped", code or 0)
 
 
 def dispatch(args: argparse.Namespace) -> Result:

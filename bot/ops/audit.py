@@ -25,7 +25,7 @@ FAILED_AUTH_HIGH = 10  # this many failed authentications in the scanned logs is
 SKIP_DIRS = {".venv", "venv", ".git", "__pycache__", "node_modules", "logs"}
 
 SECRET_PATTERNS = {
-    "Telegram bot token": re.compile(r"(?<![A-Za-z0-9])\d{5,}:[A-Za-z0-9_-]{30,}"),
+    "Telegram bot token": re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}"),
     "OpenAI-style API key": re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"),
     "credential assignment": re.compile(
         r"(?i)\b(?:api[_-]?key|appid|access[_-]?token|password|passwd|secret)\b[\"']?\s*[=:]\s*[\"']?"
