@@ -6,6 +6,7 @@ templates only render and the playbooks can fail loudly on CRITICAL.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 RANK = {"OK": 0, "INFO": 0, "UNKNOWN": 1, "WARNING": 2, "CRITICAL": 3}
@@ -135,6 +136,45 @@ def ops_history_align(text: str, current: str, previous: str = "") -> list[str]:
     return history + [current] if current else history
 
 
+def ops_cli_results(results: list[dict]) -> dict[str, dict]:
+    """Loop results of `psychochauffeur --json ...` tasks → {key: {rc, data, error}} (item.key names each)."""
+    out: dict[str, dict] = {}
+    for r in results or []:
+        text = (r.get("stdout") or "").strip()
+        try:
+            data = json.loads(text) if text.startswith(("{", "[")) else {}
+        except ValueError:
+            data = {}
+        error = data.get("error") if isinstance(data, dict) else None
+        out[r["item"]["key"]] = {
+            "rc": r.get("rc"),
+            "data": data,
+            "error": error or ("" if r.get("rc") in (0, None) else (r.get("stderr") or "")[-500:]),
+            "skipped": bool(r.get("skipped")),
+        }
+    return out
+
+
+def ops_health_check(health: dict | None) -> dict:
+    """One report row summing up `psychochauffeur health --json`: overall status, the checks not ok."""
+    health = health or {}
+    bad = [c.get("summary", "") for c in health.get("checks", []) if c.get("status") != "ok"]
+    detail = "; ".join(bad) or "all checks ok"
+    return {"name": "health", "status": str(health.get("status", "critical")).upper(), "detail": detail}
+
+
+def ops_audit_check(audit: dict | None, name: str = "security audit") -> dict:
+    """One report row from `psychochauffeur audit --json`: high → CRITICAL, medium → WARNING."""
+    audit = audit or {}
+    summary = audit.get("summary") or {}
+    if not summary:
+        return {"name": name, "status": "UNKNOWN", "detail": audit.get("error", "no audit output")}
+    status = "CRITICAL" if summary.get("high") else "WARNING" if summary.get("medium") else "OK"
+    findings = [f.get("message", "") for f in audit.get("findings", []) if f.get("severity") not in ("info",)]
+    counts = ", ".join(f"{n} {sev}" for sev, n in summary.items())
+    return {"name": name, "status": status, "detail": "; ".join([counts, *findings])}
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -146,4 +186,7 @@ class FilterModule:
             "ops_checks": ops_checks,
             "ops_figures": ops_figures,
             "ops_history_align": ops_history_align,
+            "ops_cli_results": ops_cli_results,
+            "ops_health_check": ops_health_check,
+            "ops_audit_check": ops_audit_check,
         }
