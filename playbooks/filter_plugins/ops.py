@@ -175,6 +175,15 @@ def ops_audit_check(audit: dict | None, name: str = "security audit") -> dict:
     return {"name": name, "status": status, "detail": "; ".join([counts, *findings])}
 
 
+def ops_sections(results: list[dict]) -> list[dict]:
+    """Loop results of evidence commands (item.title) → report sections (stdout, then stderr)."""
+    sections = []
+    for r in results or []:
+        body = "\n".join(part for part in (r.get("stdout", ""), r.get("stderr", "")) if part)
+        sections.append({"title": r["item"]["title"], "body": body})
+    return sections
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -189,4 +198,5 @@ class FilterModule:
             "ops_cli_results": ops_cli_results,
             "ops_health_check": ops_health_check,
             "ops_audit_check": ops_audit_check,
+            "ops_sections": ops_sections,
         }
