@@ -1,0 +1,60 @@
+"""Static files: yt-dlp (in-process, generic extractor) downloads the sample; the big file is refused."""
+
+from __future__ import annotations
+
+import requests
+import yt_dlp
+
+from bot.sandbox.files import BIG_SIZE
+from bot.sandbox.mp4 import STATIC_DIR
+
+LIMIT = 50 * 1024 * 1024
+
+
+def download(url: str, out_dir) -> dict:
+    options = {
+        "outtmpl": str(out_dir / "%(id)s.%(ext)s"),
+        "quiet": True,
+        "no_warnings": True,
+        "noprogress": True,
+        "noplaylist": True,
+        "max_filesize": LIMIT,
+        "socket_timeout": 20,
+    }
+    with yt_dlp.YoutubeDL(options) as ydl:
+        return ydl.extract_info(url, download=True)
+
+
+def test_yt_dlp_downloads_sample_mp4(sandbox, tmp_path):
+    info = download(f"{sandbox.url}/files/sample.mp4", tmp_path)
+    assert info["extractor"] == "generic" and info["ext"] == "mp4"
+    [path] = [d["filepath"] for d in info["requested_downloads"]]
+    assert open(path, "rb").read() == (STATIC_DIR / "sample.mp4").read_bytes()
+
+
+def test_yt_dlp_finds_the_video_in_an_html_page(sandbox, tmp_path):
+    info = download(f"{sandbox.url}/files/video.html", tmp_path)
+    [path] = [d["filepath"] for d in info["requested_downloads"]]
+    assert open(path, "rb").read() == (STATIC_DIR / "sample.mp4").read_bytes()
+
+
+def test_big_file_announces_over_50_mb_and_yt_dlp_skips_it(sandbox, tmp_path):
+    head = requests.head(f"{sandbox.url}/files/big.mp4", timeout=10)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == BIG_SIZE > LIMIT
+    info = download(f"{sandbox.url}/files/big.mp4", tmp_path)
+    # yt-dlp does not raise: the result just has no downloaded file
+    assert not any(d.get("filepath") for d in info.get("requested_downloads") or [])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_big_file_streams_exactly_its_length(sandbox):
+    with requests.get(f"{sandbox.url}/files/big.mp4", stream=True, timeout=30) as response:
+        total = sum(len(chunk) for chunk in response.iter_content(1024 * 1024))
+    assert total == BIG_SIZE
+
+
+def test_unknown_file_is_404_and_bad_delay_400(sandbox):
+    assert requests.get(f"{sandbox.url}/files/nothing.mp4", timeout=10).status_code == 404
+    assert requests.get(f"{sandbox.url}/files/slow.mp4?delay=1000", timeout=10).status_code == 400
+    response = requests.get(f"{sandbox.url}/files/slow.mp4?delay=0", timeout=10)
+    assert response.content == (STATIC_DIR / "sample.mp4").read_bytes()
