@@ -24,6 +24,13 @@ def _table(states: list[dict]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 
 
+def _status_entry(state: dict) -> dict:
+    """State plus how to log in; the instance/address/user/port/identity_file keys are molecule's."""
+    login = {"instance": state["name"], "address": state["address"], "user": "root", "port": 22,
+             "identity_file": str(SSH_KEY)}  # fmt: skip
+    return {**state, **login, "running": host.is_running(state)}
+
+
 def inventory(host_name: str | None) -> dict:
     """Ansible dynamic-inventory JSON of the running hosts (SSH settings: inventories/lab/group_vars)."""
     states = [host.load(n) for n in host.names()]
@@ -65,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("down", help="power hosts off and remove every trace of them")
     s.add_argument("names", nargs="*", metavar="NAME")
     s.add_argument("--all", action="store_true", help="every lab host on this machine")
-    s = sub.add_parser("status", help="table of lab hosts")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--missing-ok", action="store_true", help="no error for names that are not lab hosts")
+    s = sub.add_parser("status", help="table of lab hosts (all, or the NAMEs given)")
+    s.add_argument("names", nargs="*", metavar="NAME")
+    s.add_argument(
+        "--json", action="store_true", help="machine-readable; entries double as molecule instance_config"
+    )
     s = sub.add_parser("ssh", help="ssh into a host (as root, or --user lab)")
     s.add_argument("name")
     s.add_argument("--user", default="root")
@@ -84,15 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "down":
             if args.all == bool(args.names):
                 raise LabError("give host names or --all")
-            host.down_all() if args.all else host.down(args.names)
+            if args.all:
+                host.down_all()
+            else:
+                host.down([n for n in args.names if not args.missing_ok or n in host.names()])
         elif args.cmd == "status":
-            states = [host.load(n) for n in host.names()]
+            states = [host.load(n) for n in (args.names or host.names())]
             if args.json:
-                print(
-                    json.dumps(
-                        [dict(s, running=host.is_running(s), key=str(SSH_KEY)) for s in states], indent=2
-                    )
-                )
+                print(json.dumps([_status_entry(s) for s in states], indent=2))
             else:
                 print(_table(states) if states else "no lab hosts")
         elif args.cmd == "ssh":

@@ -11,7 +11,18 @@ import time
 from pathlib import Path
 
 from lab import image, net, proxy
-from lab.common import HOME, HOSTS_DIR, SSH_KEY, LabError, locked, progress, require_root, require_tools, run
+from lab.common import (
+    HOME,
+    HOSTS_DIR,
+    REPO,
+    SSH_KEY,
+    LabError,
+    locked,
+    progress,
+    require_root,
+    require_tools,
+    run,
+)
 
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 LOCK = HOME / "hosts.lock"
@@ -383,6 +394,8 @@ def down(names_: list[str]) -> None:
             if mnt == str(root) or mnt.startswith(str(root) + "/"):
                 run(["umount", "-l", mnt], check=False)
         run(["rm", "-rf", "--one-file-system", str(host_dir(n))])
+        # Ansible's fact cache (ansible.cfg) would hand the next host of this name stale facts.
+        (REPO / ".cache" / "ansible-facts" / n).unlink(missing_ok=True)
         with locked(LOCK):
             net.drop_bridge_if_unused()
             for d in _cgroup_dirs(n):

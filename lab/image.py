@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -105,62 +106,41 @@ def _chroot_mounts(root: Path) -> Iterator[None]:
             run(["umount", "-l", str(m)], check=False)
 
 
-def _customise(root: Path, v: Variant) -> None:
+def _logged(cmd: list[str], log: Path, what: str, **kw) -> None:
+    """Run a long build step with its output in ``log``; on failure show the tail."""
+    with open(log, "a") as fh:
+        proc = run(cmd, stdout=fh, stderr=subprocess.STDOUT, check=False, **kw)
+    if proc.returncode != 0:
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+        raise LabError(f"{what} failed ({proc.returncode}); log {log}:\n{tail}")
+
+
+def _customise(root: Path, v: Variant, log: Path) -> None:
     policy = root / "usr/sbin/policy-rc.d"  # no service starts inside the build chroot
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
-    shutil.copy(RECIPE_DIR / v.script, root / "tmp/lab-recipe.sh")
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "http_proxy": f"http://127.0.0.1:{proxy.PORT}",
-        "HOME": "/root",
-        "LAB_PACKAGES": " ".join(v.packages),
-    }
+    script = "/tmp/lab-recipe.sh"  # noqa: S108 - a path inside the chroot
+    shutil.copy(RECIPE_DIR / v.script, root / script.lstrip("/"))
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "http_proxy": f"http://127.0.0.1:{proxy.PORT}",
+           "HOME": "/root", "LAB_PACKAGES": " ".join(v.packages)}  # fmt: skip
     with _chroot_mounts(root):
-        script = "/tmp/lab-recipe.sh"  # noqa: S108 - a path inside the chroot
-        run(["chroot", str(root), "/bin/sh", script], env=env)
+        _logged(["chroot", str(root), "/bin/sh", script], log, f"{v.script} in the image chroot", env=env)
     policy.unlink()
-    (root / "tmp/lab-recipe.sh").unlink(missing_ok=True)
+    (root / script.lstrip("/")).unlink(missing_ok=True)
+
+
+TAR = ["tar", "--numeric-owner", "--xattrs", "--xattrs-include=*"]
 
 
 def _pack(root: Path, out: Path) -> None:
     tmp = out.with_suffix(".tmp")
-    run(
-        [
-            "tar",
-            "--one-file-system",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "-I",
-            "zstd -T0 -3",
-            "-C",
-            str(root),
-            "-cf",
-            str(tmp),
-            ".",
-        ]
-    )
+    run([*TAR, "--one-file-system", "-I", "zstd -T0 -3", "-C", str(root), "-cf", str(tmp), "."])
     tmp.rename(out)
 
 
 def unpack(tar: Path, root: Path) -> None:
     root.mkdir(parents=True)
-    run(
-        [
-            "tar",
-            "--numeric-owner",
-            "--xattrs",
-            "--xattrs-include=*",
-            "-I",
-            "zstd -T0",
-            "-C",
-            str(root),
-            "-xpf",
-            str(tar),
-        ],
-        capture=True,
-    )
+    run([*TAR, "-I", "zstd -T0", "-C", str(root), "-xpf", str(tar)], capture=True)
 
 
 def build(name: str, force: bool = False) -> Path:
@@ -181,36 +161,20 @@ def build(name: str, force: bool = False) -> Path:
             _remove_tree(work)
         root = work / "root"
         start = time.monotonic()
+        log = work / "build.log"
         if v.parent:
             progress(f"image {name}: unpacking {v.parent}")
             unpack(tarball(v.parent), root)
         else:
             mirror = aptsources.mirror()
-            progress(f"image {name}: debootstrap bookworm from {mirror} (via apt-cacher-ng), ~1 min")
+            progress(f"image {name}: debootstrap bookworm from {mirror} via apt-cacher-ng (about a minute)")
             root.mkdir(parents=True)
             env = dict(os.environ, http_proxy=f"http://127.0.0.1:{proxy.PORT}")
-            log = work / "debootstrap.log"
-            with open(log, "w") as fh:
-                proc = run(
-                    [
-                        "debootstrap",
-                        "--variant=minbase",
-                        "--include=" + ",".join(v.packages),
-                        aptsources.SUITE,
-                        str(root),
-                        aptsources.via_proxy(mirror),
-                    ],
-                    env=env,
-                    stdout=fh,
-                    stderr=fh,
-                    check=False,
-                )
-            if proc.returncode != 0:
-                tail = "\n".join(log.read_text().splitlines()[-15:])
-                raise LabError(f"debootstrap failed ({proc.returncode}), log {log}:\n{tail}")
+            cmd = ["debootstrap", "--variant=minbase", "--include=" + ",".join(v.packages), aptsources.SUITE]
+            _logged([*cmd, str(root), aptsources.via_proxy(mirror)], log, "debootstrap", env=env)
             (root / "etc/apt/sources.list.d/debian.sources").write_text(aptsources.image_sources())
-        progress(f"image {name}: customising ({v.script})")
-        _customise(root, v)
+        progress(f"image {name}: customising with {v.script} (log: {log})")
+        _customise(root, v, log)
         progress(f"image {name}: packing {out.name}")
         _pack(root, out)
         _remove_tree(work)

@@ -60,6 +60,10 @@ systemctl mask apt-daily.timer apt-daily-upgrade.timer apt-daily.service apt-dai
   man-db.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer dpkg-db-backup.timer \
   console-getty.service getty@tty1.service systemd-timesyncd.service
 
+# No DNS on lab hosts (apt reaches its proxy by address): an empty resolv.conf makes lookups fail fast
+# instead of timing out on the build machine's resolver, which debootstrap copied in.
+: > /etc/resolv.conf
+
 # Unique identity per host: systemd fills an empty machine-id at first boot.
 : > /etc/machine-id
 rm -f /var/lib/dbus/machine-id
