@@ -168,7 +168,7 @@ SELECT ic.relname, t.relname, am.amname,
        i.indisunique, i.indisprimary,
        EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid),
        coalesce(s.idx_scan, 0), pg_relation_size(i.indexrelid), pg_get_indexdef(i.indexrelid),
-       i.indexprs IS NOT NULL OR i.indpred IS NOT NULL
+       i.indexprs IS NOT NULL OR i.indpred IS NOT NULL, i.indisvalid
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 JOIN pg_class t ON t.oid = i.indrelid
@@ -193,6 +193,7 @@ def _indexes(conn: psycopg.Connection) -> list[dict[str, Any]]:
         "size_bytes",
         "definition",
         "partial_or_expression",
+        "valid",
     )
     return [dict(zip(keys, row, strict=True)) for row in conn.execute(INDEX_QUERY).fetchall()]
 
@@ -214,6 +215,7 @@ def _is_expected(ix: dict[str, Any]) -> bool:
         and tuple(ix["columns"]) == cols
         and ix["method"] == "btree"
         and not ix["partial_or_expression"]
+        and ix["valid"]
         for _, table, cols in EXPECTED_INDEXES
     )
 
@@ -271,7 +273,9 @@ def create_indexes(dsn: str | None) -> Result:
     created, present, skipped = [], [], []
     with connect(dsn) as conn:
         tables = set(_public_tables(conn))
-        existing = {(ix["table"], tuple(ix["columns"])) for ix in _indexes(conn) if _is_expected(ix)}
+        indexes = _indexes(conn)
+        existing = {(ix["table"], tuple(ix["columns"])) for ix in indexes if _is_expected(ix)}
+        invalid = {ix["index"] for ix in indexes if not ix["valid"]}
         for name, table, cols in EXPECTED_INDEXES:
             if table not in tables:
                 skipped.append({"name": name, "table": table, "reason": "table missing (run db migrate)"})
@@ -279,9 +283,15 @@ def create_indexes(dsn: str | None) -> Result:
             if (table, cols) in existing:
                 present.append(name)
                 continue
+            if name in invalid:  # left behind by an interrupted CREATE INDEX CONCURRENTLY: rebuild it
+                conn.execute(sql.SQL("DROP INDEX CONCURRENTLY {}").format(sql.Identifier("public", name)))
+            elif conn.execute("SELECT to_regclass(%s)", (f"public.{name}",)).fetchone()[0] is not None:
+                reason = f"the name {name} is taken by another index or relation"
+                skipped.append({"name": name, "table": table, "reason": reason})
+                continue
             # CONCURRENTLY: no write lock on a live bot's tables (needs autocommit, which connect() sets).
             conn.execute(
-                sql.SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} ({})").format(
+                sql.SQL("CREATE INDEX CONCURRENTLY {} ON {} ({})").format(
                     sql.Identifier(name),
                     sql.Identifier("public", table),
                     sql.SQL(", ").join(sql.Identifier(c) for c in cols),

@@ -122,6 +122,17 @@ def test_create_indexes_reuses_an_equivalent_index_under_another_name(run_cli, d
     assert "messages_timestamp_idx" not in _index_names(dsn)
 
 
+def test_create_indexes_reports_a_name_taken_by_another_index(run_cli, db_env):
+    dsn = db_env["DATABASE_URL"]
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE INDEX messages_timestamp_idx ON messages (user_id)")  # right name, wrong columns
+    result = run_cli(db_env, "db", "create-indexes", "--json")
+    assert result.code == 1
+    (skipped,) = result.json()["skipped"]
+    assert skipped["name"] == "messages_timestamp_idx" and "taken" in skipped["reason"]
+    assert "analysis_cache_created_at_idx" in result.json()["created"]
+
+
 def test_cleanup_indexes_dry_run_by_default_then_apply(run_cli, db_env):
     dsn = db_env["DATABASE_URL"]
     run_cli(db_env, "db", "create-indexes")
@@ -203,13 +214,27 @@ def test_truncate_dry_run_then_delete(run_cli, db_env):
         assert conn.execute("SELECT message_id FROM messages").fetchone()[0] == 2  # the fresh one stays
 
 
-@pytest.mark.parametrize("bad", ["0d", "30", "3x", "-1d", "", "30 days", "99999999d", "1.5d", "$(id)"])
-def test_truncate_rejects_bad_durations_and_changes_nothing(run_cli, db_env, bad):
+BAD_DURATIONS = [
+    "0d",
+    "30",
+    "3x",
+    "-1d",
+    "",
+    "30 days",
+    "99999999d",
+    "1.5d",
+    "$(id)",
+    "30d; DELETE FROM users",
+]
+
+
+def test_truncate_rejects_bad_durations_and_changes_nothing(run_cli, db_env):
     dsn = db_env["DATABASE_URL"]
     _seed_old_and_new(dsn)
-    result = run_cli(db_env, "db", "truncate", f"--older-than={bad}")
-    assert result.code == 2
-    assert "duration" in result.err
+    for bad in BAD_DURATIONS:
+        result = run_cli(db_env, "db", "truncate", f"--older-than={bad}")
+        assert result.code == 2, bad
+        assert "duration" in result.err, bad
     assert _count(dsn, "messages") == 2
 
 
