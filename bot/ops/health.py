@@ -12,7 +12,7 @@ import psycopg
 import requests
 
 from bot.logs import read_records
-from bot.metrics import read_metrics
+from bot.metrics import METRICS_RELPATH, read_metrics
 from bot.ops import dbadmin, system
 from bot.ops.report import EXIT_CODES, Check, OpsError, Result, checks_text, redact, worst
 from bot.settings import Env
@@ -49,6 +49,10 @@ THRESHOLDS: dict[str, Threshold] = {
     # "95th percentile should be < 2 seconds" (warning above), "Response time > 5 seconds" (critical here)
     "handler_p95_seconds": Threshold("s", info=None, warning=2, critical=5),
 }
+
+
+def metrics_path(app_dir: Path) -> Path:
+    return app_dir / METRICS_RELPATH
 
 
 def grade(metric: str, value: float) -> str:
@@ -239,10 +243,10 @@ def check_error_rate(env: Env, metrics: dict[str, Any] | None, now: datetime) ->
 def check_latency(metrics: dict[str, Any] | None) -> Check:
     latency = (metrics or {}).get("handler_latency_ms") or {}
     if not latency.get("count"):
-        return Check("latency_p95", "ok", "no handler timings recorded yet")
+        return Check("latency", "ok", "no handler timings recorded yet")
     p95_s = round(float(latency.get("p95", 0)) / 1000, 3)
     return Check(
-        "latency_p95",
+        "latency",
         grade("handler_p95_seconds", p95_s),
         f"handler p95 {p95_s} s (p50 {latency.get('p50')} ms, {latency['count']} handled)",
         value=p95_s,
@@ -340,7 +344,3 @@ def health(env: Env, comprehensive: bool = False, cpu_interval: float = 0.5) -> 
         "thresholds": {k: asdict(v) for k, v in THRESHOLDS.items()},
     }
     return Result(data, checks_text("health", checks, overall), EXIT_CODES[overall])
-
-
-def metrics_path(app_dir: Path) -> Path:
-    return app_dir / "data" / "metrics.json"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -205,7 +206,7 @@ def memory_profile(env: Env) -> Result:
     data: dict[str, Any] = {
         "mode": "memory-profile",
         "pid": pid,
-        "process": None if mem is None else mem.__dict__.copy(),
+        "process": None if mem is None else asdict(mem),
         "gc_objects": (metrics or {}).get("gc_objects"),
         "rss_reported_by_bot": (metrics or {}).get("rss_bytes"),
         "system_memory_percent": system.memory_percent(),

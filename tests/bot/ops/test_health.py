@@ -44,7 +44,7 @@ def health(run_cli, env, *args):
 
 def test_healthy_bot(run_cli, healthy):
     result, statuses = health(run_cli, healthy)
-    controlled = ("process", "database", "bot_api", "error_rate", "latency_p95", "last_update")
+    controlled = ("process", "database", "bot_api", "error_rate", "latency", "last_update")
     assert {k: statuses[k] for k in controlled} == dict.fromkeys(controlled, "ok")
     assert {"disk", "memory", "cpu"} <= statuses.keys()
     checks = {c["name"]: c for c in result.json()["checks"]}
@@ -59,7 +59,7 @@ def test_healthy_bot(run_cli, healthy):
 def test_p95_latency_states(run_cli, healthy, metrics, p95_ms, expected):
     metrics(handler_latency_ms={"count": 500, "p50": 200.0, "p95": p95_ms, "max": p95_ms * 1.5})
     result, statuses = health(run_cli, healthy)
-    assert statuses["latency_p95"] == expected
+    assert statuses["latency"] == expected
     assert result.code >= EXIT_CODES[expected]
 
 
