@@ -97,45 +97,39 @@ def bot_pid(metrics: dict[str, Any] | None) -> int | None:
 
 
 def check_process(env: Env, metrics: dict[str, Any] | None, now: datetime) -> Check:
+    """systemd's view of the unit when systemd runs it, else metrics.json's pid; then metrics freshness."""
+    path = metrics_path(env.app_dir)
+    written_age = _age_s((metrics or {}).get("written_at"), now)
     unit = system.systemd_unit()
     if unit is not None:
-        state = unit.get("ActiveState", "unknown")
-        return Check(
-            "process",
-            "ok" if state == "active" else "critical",
-            f"systemd unit {system.SERVICE_NAME} is {state} ({unit.get('SubState', '?')}), "
-            f"main pid {unit.get('MainPID', '?')}",
-            details={"source": "systemd", **unit},
-        )
-    path = metrics_path(env.app_dir)
-    if metrics is None:
-        return Check(
-            "process",
-            "critical",
-            f"bot not running: no readable {path} (the bot rewrites it while it runs)",
-            details={"source": "metrics.json"},
-        )
-    pid = metrics.get("pid")
-    written_age = _age_s(metrics.get("written_at"), now)
-    details = {"source": "metrics.json", "pid": pid, "metrics_age_s": written_age}
-    if bot_pid(metrics) is None:
-        return Check(
-            "process",
-            "critical",
-            f"bot not running: pid {pid} from metrics.json is gone (file last written {written_age} s ago)",
-            details=details,
-        )
-    uptime = _age_s(metrics.get("started_at"), now)
+        state, sub = unit.get("ActiveState", "unknown"), unit.get("SubState", "?")
+        main_pid = unit.get("MainPID")
+        details: dict[str, Any] = {"source": "systemd", **unit, "metrics_age_s": written_age}
+        if state != "active":
+            return Check("process", "critical", f"systemd unit {system.SERVICE_NAME} is {state} ({sub})",
+                         details=details)  # fmt: skip
+        if metrics is None:
+            return Check("process", "warning", f"unit active (pid {main_pid}) but no readable {path}: "
+                         "is BOT_APP_DIR the bot's app dir?", details=details)  # fmt: skip
+    else:
+        if metrics is None:
+            return Check("process", "critical",
+                         f"bot not running: no readable {path} (the bot rewrites it while it runs)",
+                         details={"source": "metrics.json"})  # fmt: skip
+        main_pid = metrics.get("pid")
+        details = {"source": "metrics.json", "pid": main_pid, "metrics_age_s": written_age}
+        if bot_pid(metrics) is None:
+            return Check("process", "critical",
+                         f"bot not running: pid {main_pid} from metrics.json is gone "
+                         f"(file last written {written_age} s ago)", details=details)  # fmt: skip
     if written_age is None or written_age > STALE_METRICS_S:
-        return Check(
-            "process",
-            "warning",
-            f"pid {pid} alive but metrics.json not rewritten for {written_age} s: the bot may be hung",
-            details=details,
-        )
-    return Check(
-        "process", "ok", f"running, pid {pid}, up {uptime} s", details={**details, "uptime_s": uptime}
-    )
+        return Check("process", "warning",
+                     f"pid {main_pid} alive but {path.name} not rewritten for {written_age} s: "
+                     "the bot may be hung",
+                     details=details)  # fmt: skip
+    uptime = _age_s(metrics.get("started_at"), now)
+    return Check("process", "ok", f"running, pid {main_pid}, up {uptime} s ({details['source']})",
+                 details={**details, "uptime_s": uptime})  # fmt: skip
 
 
 def check_database(env: Env) -> tuple[Check, psycopg.Connection | None]:

@@ -6,6 +6,7 @@ that the exit code is the one the reported statuses imply.
 
 from __future__ import annotations
 
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -204,3 +205,23 @@ def test_threshold_table_is_in_the_json(run_cli, healthy):
     data = run_cli(healthy, "health", "--json").json()
     assert set(data["thresholds"]) == set(THRESHOLDS)
     assert data["thresholds"]["memory_percent"]["critical"] == 90
+
+
+@pytest.mark.parametrize(
+    "state, with_metrics, expected",
+    [("active", True, "ok"), ("failed", True, "critical"), ("activating", True, "critical"),
+     ("active", False, "warning")],
+)  # fmt: skip
+def test_systemd_unit_state_decides_when_systemd_runs_the_bot(run_cli, healthy, app_dir, monkeypatch,
+                                                              state, with_metrics, expected):  # fmt: skip
+    """The systemd branch's mapping (this machine has no systemd as PID 1; lab hosts run the real one)."""
+    from bot.ops import system
+
+    unit = {"LoadState": "loaded", "ActiveState": state, "SubState": "running", "MainPID": str(os.getpid())}
+    monkeypatch.setattr(system, "systemd_unit", lambda name=system.SERVICE_NAME: unit)
+    if not with_metrics:
+        (app_dir / "data" / "metrics.json").unlink()
+    result, statuses = health(run_cli, healthy)
+    assert statuses["process"] == expected
+    process = next(c for c in result.json()["checks"] if c["name"] == "process")
+    assert process["details"]["source"] == "systemd"
