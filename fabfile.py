@@ -39,13 +39,17 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def inventory_hosts(inventory: str | os.PathLike = DEFAULT_INVENTORY, group: str = DEFAULT_GROUP,
-                    limit: str = "") -> dict[str, dict]:
+def inventory_hosts(
+    inventory: str | os.PathLike = DEFAULT_INVENTORY, group: str = DEFAULT_GROUP, limit: str = ""
+) -> dict[str, dict]:
     """Hostvars of every host in `group` (recursively), optionally narrowed to `limit` names."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG)}
     out = subprocess.run(
         [_bin("ansible-inventory"), "-i", str(inventory), "--list"],
-        check=True, capture_output=True, text=True, env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
     ).stdout
     data = json.loads(out)
     hostvars = data.get("_meta", {}).get("hostvars", {})
@@ -61,6 +65,8 @@ def inventory_hosts(inventory: str | os.PathLike = DEFAULT_INVENTORY, group: str
         return hosts
 
     names = list(dict.fromkeys(members(group, set())))
+    inv_dir = Path(inventory).resolve()
+    inv_dir = inv_dir if inv_dir.is_dir() else inv_dir.parent
     if limit:
         wanted = {part.strip() for part in limit.split(",") if part.strip()}
         selected = []
@@ -72,7 +78,23 @@ def inventory_hosts(inventory: str | os.PathLike = DEFAULT_INVENTORY, group: str
         names = [n for n in names if n in selected]
     if not names:
         raise Exit(f"no hosts in group {group} of {inventory}", code=2)
-    return {name: hostvars.get(name, {}) for name in names}
+    return {name: render_vars(hostvars.get(name, {}), inv_dir) for name in names}
+
+
+def render_vars(hv: dict, inventory_dir: Path) -> dict:
+    """Render the Jinja2 in connection variables (`ansible-inventory --list` prints them raw)."""
+    if not any(isinstance(v, str) and "{{" in v for v in hv.values()):
+        return hv
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.plugins.loader import init_plugin_loader
+    from ansible.template import Templar, trust_as_template
+
+    init_plugin_loader()
+    templar = Templar(loader=DataLoader(), variables={**hv, "inventory_dir": str(inventory_dir)})
+    return {
+        k: templar.template(trust_as_template(v)) if isinstance(v, str) and "{{" in v else v
+        for k, v in hv.items()
+    }
 
 
 def connection(name: str, hv: dict) -> Connection:
@@ -126,22 +148,25 @@ def _finish(codes: dict[str, int], what: str) -> None:
 def status(c, inventory=str(DEFAULT_INVENTORY), limit=""):
     """systemd state of the bot service and the live release on every bot host."""
     codes = _each(
-        inventory, limit,
+        inventory,
+        limit,
         lambda hv: (
             f"systemctl --no-pager --lines=0 status {shlex.quote(_service(hv))}; rc=$?; "
-            f"echo \"release: $(readlink {shlex.quote(_app_dir(hv))}/current)\"; exit $rc"
+            f'echo "release: $(readlink {shlex.quote(_app_dir(hv))}/current)"; exit $rc'
         ),
     )
     _finish(codes, "status")
 
 
-@task(help={
-    "errors": "error.log instead of general.log",
-    "follow": "keep following (one host only)",
-    "lines": "how many lines",
-    "inventory": "Ansible inventory",
-    "limit": "host/group names, comma-separated",
-})
+@task(
+    help={
+        "errors": "error.log instead of general.log",
+        "follow": "keep following (one host only)",
+        "lines": "how many lines",
+        "inventory": "Ansible inventory",
+        "limit": "host/group names, comma-separated",
+    }
+)
 def logs(c, errors=False, follow=False, lines=100, inventory=str(DEFAULT_INVENTORY), limit=""):
     """Last lines of the bot's logs (runbook: tail logs/general.log or logs/error.log)."""
     hosts = inventory_hosts(inventory, limit=limit)
@@ -150,7 +175,8 @@ def logs(c, errors=False, follow=False, lines=100, inventory=str(DEFAULT_INVENTO
     name = "error.log" if errors else "general.log"
     flag = "-F" if follow else ""
     codes = _each(
-        inventory, limit,
+        inventory,
+        limit,
         lambda hv: f"tail -n {int(lines)} {flag} {shlex.quote(_app_dir(hv) + '/logs/' + name)}",
     )
     _finish(codes, "logs")
@@ -160,7 +186,8 @@ def logs(c, errors=False, follow=False, lines=100, inventory=str(DEFAULT_INVENTO
 def restart(c, inventory=str(DEFAULT_INVENTORY), limit=""):
     """Restart the bot (runbook: Service Outage — quick restart) and confirm it is active."""
     codes = _each(
-        inventory, limit,
+        inventory,
+        limit,
         lambda hv: (
             f"systemctl restart {shlex.quote(_service(hv))} && "
             f"systemctl is-active {shlex.quote(_service(hv))}"
