@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -19,17 +20,25 @@ from bot.errors import BotError
 from bot.ops.report import OpsError, Result, redact
 from bot.settings import Env
 
-EPILOG = """\
-Configuration comes from the environment: BOT_TOKEN, TELEGRAM_BASE_URL, DATABASE_URL, OPENAI_API_KEY,
-OPENAI_BASE_URL, OPENAI_MODEL, WEATHER_API_KEY, WEATHER_BASE_URL, BOT_ADMIN_IDS, BOT_APP_DIR (default: the
-current directory), BOT_LOG_DIR (default: $BOT_APP_DIR/logs).
+# One paragraph per line; _Formatter wraps each to the terminal width.
+EPILOG = "\n".join([
+    "Configuration comes from the environment: BOT_TOKEN, TELEGRAM_BASE_URL, DATABASE_URL, OPENAI_API_KEY, "
+    "OPENAI_BASE_URL, OPENAI_MODEL, WEATHER_API_KEY, WEATHER_BASE_URL, BOT_ADMIN_IDS, BOT_APP_DIR (default: "
+    "the current directory), BOT_LOG_DIR (default: $BOT_APP_DIR/logs).",
+    "",
+    "exit codes: 0 ok | 1 failure, health warning, high audit finding, pending migrations | 2 bad input, "
+    "missing configuration, health critical",
+])  # fmt: skip
 
-exit codes: 0 ok | 1 failure / warning / high audit finding / pending migrations | 2 bad input, missing
-configuration, or health critical"""
 
+class _Formatter(argparse.HelpFormatter):
+    """Wrap each line of a description as its own paragraph (argparse's default joins them all)."""
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    pass
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines = text.splitlines()
+        return "\n".join(
+            textwrap.fill(ln, width, initial_indent=indent, subsequent_indent=indent) for ln in lines
+        )
 
 
 def _add(
@@ -82,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
         "database, the Bot API (getMe), disk free %, memory %, CPU %, the error rate of the last hour, the "
         "last update's age and the handler p95 latency.\n"
         "Thresholds (runbook): CPU >70% info, >80% warning; memory >80% warning, >90% critical; disk free "
-        "<30% warning, <20% critical;\nerror rate >1% info, >2% warning, >5% critical; p95 >2 s warning, "
+        "<30% warning, <20% critical; error rate >1% info, >2% warning, >5% critical; p95 >2 s warning, "
         ">5 s critical.\nExit 0 ok (or info), 1 warning, 2 critical.",
         json_parent,
     )
