@@ -11,178 +11,40 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import importlib.util
 import os
-import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from bot.sandbox.client import SandboxClient
+from bot.sandbox.pg import PgServer, pg_bindir
 from bot.sandbox.server import SANDBOX_BOT_TOKEN, SandboxServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PG_USER = "postgres"
 ADMIN_USER_ID = 4242
-DB_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
 # ---------------------------------------------------------------- PostgreSQL
 
 
-def pg_bindir() -> Path:
-    """Newest /usr/lib/postgresql/<version>/bin that has initdb."""
-    candidates = [p for p in Path("/usr/lib/postgresql").glob("*/bin") if (p / "initdb").exists()]
-    if not candidates:
-        pytest.fail("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: run `make deps`")
-    return max(candidates, key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class PgServer:
-    """A throw-away cluster: unix socket in its own dir + 127.0.0.1:<port>, trust auth, no fsync.
-
-    When the tests run as root, the server runs as the `postgres` user via runuser.
-    """
-
-    def __init__(self, bindir: Path) -> None:
-        self.bindir = bindir
-        self.as_root = os.geteuid() == 0
-        self.base = Path(tempfile.mkdtemp(prefix="pgtest-"))
-        self.data_dir = self.base / "data"
-        self.socket_dir = self.base / "sock"
-        self.log_file = self.base / "postgres.log"
-        self.socket_dir.mkdir()
-        if self.as_root:
-            shutil.chown(self.base, PG_USER, PG_USER)
-            shutil.chown(self.socket_dir, PG_USER, PG_USER)
-        self.port = 0
-        self.user = PG_USER if self.as_root else os.environ.get("USER", "postgres")
-
-    def _run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        cmd = [str(self.bindir / args[0]), *args[1:]]
-        if self.as_root:
-            cmd = ["runuser", "-u", PG_USER, "--", *cmd]
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=self.base)
-        if check and result.returncode != 0:
-            raise RuntimeError(
-                f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}\n"
-                f"{self.log_tail()}"
-            )
-        return result
-
-    def log_tail(self, lines: int = 30) -> str:
-        with contextlib.suppress(OSError):
-            return "postgres.log:\n" + "\n".join(
-                self.log_file.read_text(errors="replace").splitlines()[-lines:]
-            )
-        return ""
-
-    def init(self) -> None:
-        self._run(
-            "initdb",
-            "-D",
-            str(self.data_dir),
-            "-U",
-            self.user,
-            "-A",
-            "trust",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "--no-sync",
-        )
-
-    def start(self) -> None:
-        """Start (again) on the same port, or on a new free port the first time."""
-        if self.is_running():
-            return
-        attempts = 1 if self.port else 3
-        for attempt in range(attempts):
-            port = self.port or free_port()
-            options = (
-                f"-p {port} -k {self.socket_dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-            )
-            result = self._run(
-                "pg_ctl",
-                "-D",
-                str(self.data_dir),
-                "-l",
-                str(self.log_file),
-                "-w",
-                "-t",
-                "60",
-                "-o",
-                options,
-                "start",
-                check=False,
-            )
-            if result.returncode == 0:
-                self.port = port
-                return
-            if attempt == attempts - 1:
-                raise RuntimeError(
-                    f"pg_ctl start failed:\n{result.stdout}\n{result.stderr}\n{self.log_tail()}"
-                )
-
-    def stop(self, mode: str = "fast") -> None:
-        if self.is_running():
-            self._run("pg_ctl", "-D", str(self.data_dir), "-m", mode, "-w", "-t", "60", "stop")
-
-    def is_running(self) -> bool:
-        if not (self.data_dir / "PG_VERSION").exists():
-            return False
-        return self._run("pg_ctl", "-D", str(self.data_dir), "status", check=False).returncode == 0
-
-    def dsn(self, dbname: str = "postgres") -> str:
-        return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
-
-    def _admin(self, sql: str) -> None:
-        with psycopg.connect(self.dsn("postgres"), autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql)
-
-    def create_db(self, name: str) -> str:
-        if not DB_NAME_RE.match(name):
-            raise ValueError(f"database name {name!r} must match {DB_NAME_RE.pattern}")
-        self._admin(f'CREATE DATABASE "{name}"')
-        return self.dsn(name)
-
-    def drop_db(self, name: str) -> None:
-        if not DB_NAME_RE.match(name):
-            raise ValueError(f"database name {name!r} must match {DB_NAME_RE.pattern}")
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def destroy(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop("immediate")
-        shutil.rmtree(self.base, ignore_errors=True)
-
-
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[PgServer]:
-    server = PgServer(pg_bindir())
+    try:
+        bindir = pg_bindir()
+    except FileNotFoundError as exc:
+        pytest.fail(str(exc))
+    server = PgServer(bindir)
     atexit.register(server.destroy)  # also covers an interrupted session
     try:
-        server.init()
-        server.start()
+        server.init().start()
         yield server
     finally:
         server.destroy()
