@@ -1,0 +1,84 @@
+"""Helpers of the runbook playbook tests (conftest.py holds the fixtures).
+
+ONE lab host (pb1, postgres image) is booted and converged with site.yml once per session; every playbook test
+shares it. Files run in name order: report-only procedures first, destructive ones (update, restore,
+incident) last. Every playbook runs through ansible-runner (the engine AWX and cron use); runs are recorded so
+test_80_awx_runs.py can prove each AWX job template's playbook ran.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+PY = sys.executable
+HOST = os.environ.get("PLAYBOOKS_LAB_HOST", "pb1")
+RUNNER_DIR = REPO / ".cache" / "runner-tests"
+RUNS: dict[str, list[int]] = {}  # playbook name -> exit codes of its ansible-runner runs this session
+
+
+@dataclass
+class Run:
+    playbook: str
+    rc: int
+    status: str
+    stdout: str
+    changed_tasks: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    @property
+    def changed(self) -> int:
+        return sum((self.stats.get("changed") or {}).values())
+
+
+def run_playbook(
+    name: str, extravars: dict | None = None, limit: str = HOST, check: bool = False, cmdline: str = ""
+) -> Run:
+    """playbooks/<name>.yml through ansible-runner against the lab inventory."""
+    import ansible_runner
+
+    RUNNER_DIR.mkdir(parents=True, exist_ok=True)
+    result = ansible_runner.run(
+        private_data_dir=str(RUNNER_DIR),
+        project_dir=str(REPO),
+        playbook=f"playbooks/{name}.yml",
+        inventory=str(REPO / "inventories" / "lab"),
+        extravars=extravars or {},
+        limit=limit,
+        cmdline=" ".join(filter(None, ["--check --diff" if check else "", cmdline])) or None,
+        envvars={
+            "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+            "PATH": f"{Path(PY).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        },
+        quiet=True,
+        rotate_artifacts=10,
+    )
+    changed = [
+        e["event_data"].get("task", "")
+        for e in result.events
+        if e.get("event") == "runner_on_ok" and e.get("event_data", {}).get("res", {}).get("changed")
+    ]
+    stdout = result.stdout.read()
+    RUNS.setdefault(name, []).append(result.rc)
+    return Run(name, result.rc, result.status, stdout, changed, result.stats or {})
+
+
+def host_sh(command: str, check: bool = True) -> subprocess.CompletedProcess:
+    """A shell command on the lab host as root."""
+    proc = subprocess.run(
+        [PY, "-m", "lab", "ssh", HOST, command], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{command!r} failed ({proc.returncode}): {proc.stdout}{proc.stderr}")
+    return proc
+
+
+def psql(sql: str) -> str:
+    return host_sh(
+        f"runuser -u postgres -- psql -X -At -d psychochauffeur_bot -c {json.dumps(sql)}"
+    ).stdout.strip()

@@ -1,0 +1,36 @@
+"""Procedures that converge a state: the second run changes nothing."""
+
+from __future__ import annotations
+
+import pytest
+from pbhelpers import host_sh, run_playbook
+
+CONFIG = "/opt/psychochauffeur-bot/config/global/global_config.json"
+
+
+@pytest.mark.parametrize("playbook", ["db-maintenance", "harden"])
+def test_second_run_changes_nothing(lab_host, playbook):
+    assert run_playbook(playbook).rc == 0
+    second = run_playbook(playbook)
+    assert second.rc == 0 and second.changed == 0, second.changed_tasks
+
+
+def test_check_mode_is_safe(lab_host):
+    for playbook in ["update", "rollback", "db-maintenance", "weekly", "config-restore"]:
+        run = run_playbook(playbook, check=True)
+        assert run.rc in (0, 2), (playbook, run.stdout[-2000:])
+
+
+def test_config_reset_and_restore(lab_host):
+    before = host_sh(f"sha256sum < {CONFIG}").stdout
+    edit = f"import json;p='{CONFIG}';d=json.load(open(p));d['ops_test']=1;json.dump(d,open(p,'w'))"
+    host_sh(f"python3 -c {edit!r}")
+    reset = run_playbook("config-restore", {"reset": "true"})
+    assert reset.rc == 0 and reset.changed > 0
+    assert host_sh(f"sha256sum < {CONFIG}").stdout == before  # the defaults again
+    assert run_playbook("config-restore", {"reset": "true"}).changed == 0
+    # config_backup/ now holds the modified file: restoring brings it back, a second restore changes nothing
+    restore = run_playbook("config-restore")
+    assert restore.rc == 0 and "ops_test" in host_sh(f"cat {CONFIG}").stdout
+    assert run_playbook("config-restore").changed == 0
+    assert run_playbook("config-restore", {"reset": "true"}).rc == 0

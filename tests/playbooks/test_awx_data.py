@@ -1,0 +1,82 @@
+"""AWX configuration as data (awx/controller.yml): every job template names an existing playbook, every key is
+an option of the awx.awx module that applies it, schedules are valid RRULEs, the workflow graph is closed."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+from pbhelpers import REPO
+
+DATA = yaml.safe_load((REPO / "awx/controller.yml").read_text())
+MODULES = {
+    "controller_templates": "job_template",
+    "controller_schedules": "schedule",
+    "controller_workflows": "workflow_job_template",
+    "controller_projects": "project",
+    "controller_inventories": "inventory",
+    "controller_inventory_sources": "inventory_source",
+    "controller_credentials": "credential",
+    "controller_execution_environments": "execution_environment",
+    "controller_organizations": "organization",
+}
+RRULE = re.compile(
+    r"^DTSTART;TZID=[A-Za-z/_]+:\d{8}T\d{6} RRULE:FREQ=(DAILY|WEEKLY|MONTHLY)(;[A-Z]+=[A-Z0-9,]+)*$"
+)
+
+
+def _options(module: str) -> dict:
+    out = subprocess.run(
+        [str(REPO / ".venv/bin/ansible-doc"), "-j", f"awx.awx.{module}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out)[f"awx.awx.{module}"]["doc"]["options"]
+
+
+@pytest.mark.parametrize("template", DATA["controller_templates"], ids=lambda t: t["name"])
+def test_job_template_playbook_exists(template):
+    assert (REPO / template["playbook"]).is_file(), template["playbook"]
+
+
+@pytest.mark.parametrize("key", sorted(MODULES))
+def test_keys_are_module_options(key):
+    options = _options(MODULES[key])
+    for item in DATA[key]:
+        unknown = set(item) - set(options)
+        assert not unknown, f"{key} {item['name']}: not options of awx.awx.{MODULES[key]}: {unknown}"
+
+
+def test_schedules():
+    names = {t["name"] for t in DATA["controller_templates"]}
+    for schedule in DATA["controller_schedules"]:
+        assert RRULE.match(schedule["rrule"]), schedule["rrule"]
+        assert schedule["unified_job_template"] in names
+    # the runbook's three cadences are all scheduled
+    assert {"daily", "weekly", "monthly"} <= {
+        s["unified_job_template"].split()[-1] for s in DATA["controller_schedules"]
+    }
+
+
+def test_update_workflow_graph():
+    names = {t["name"] for t in DATA["controller_templates"]}
+    (workflow,) = DATA["controller_workflows"]
+    nodes = {n["identifier"]: n for n in workflow["workflow_nodes"]}
+    for node in nodes.values():
+        assert node["unified_job_template"]["name"] in names
+        for edges in node.get("related", {}).values():
+            assert all(e["identifier"] in nodes for e in edges)
+    assert nodes["update"]["related"]["success_nodes"] == [{"identifier": "verify"}]
+    assert nodes["verify"]["related"]["failure_nodes"] == [{"identifier": "rollback"}]
+    assert nodes["rollback"]["unified_job_template"]["name"] == "PsychoChauffeur rollback"
+
+
+def test_survey_choices_match_playbooks():
+    diagnose = next(t for t in DATA["controller_templates"] if t["playbook"] == "playbooks/diagnose.yml")
+    choices = diagnose["survey_spec"]["spec"][0]["choices"]
+    playbook = yaml.safe_load((REPO / "playbooks/diagnose.yml").read_text())
+    assert choices == playbook[0]["vars"]["ops_symptoms"]
