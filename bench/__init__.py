@@ -1,0 +1,1 @@
+"""Benchmarks against the sandbox: `python -m bench` (make bench). Figures go to docs/PERFORMANCE.md."""
