@@ -419,6 +419,8 @@ async def get_updates(state: SandboxState, bot_id: int, params: dict[str, Any]) 
     timeout = min(max(_int(params, "timeout", 0) or 0, 0), MAX_POLL_TIMEOUT)
     state.get_updates_calls += 1
     state.last_get_updates_at = time.time()
+    if len(state.poll_generation) > 1000:  # bounded: one entry per bot id seen
+        state.poll_generation.clear()
     generation = state.poll_generation.get(bot_id, 0) + 1
     state.poll_generation[bot_id] = generation
     await state.notify()  # an older long poll of this bot now ends with 409, like Telegram
