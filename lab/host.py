@@ -249,16 +249,25 @@ def _wait_ready(state: dict) -> None:
     deadline = time.monotonic() + BOOT_TIMEOUT
     state["leader"] = _leader(state, deadline)
     save(state)
-    try:
-        res = nsenter(
-            state, "systemctl", "is-system-running", "--wait", timeout=max(1, deadline - time.monotonic())
-        )
-    except subprocess.TimeoutExpired:
-        raise LabError(f"{name}: boot did not finish in {BOOT_TIMEOUT:.0f} s\n{console_tail(name)}") from None
-    status = res.stdout.strip()
-    if status != "running":
-        failed = nsenter(state, "systemctl", "--failed", "--no-legend", "--plain").stdout.strip()
-        raise LabError(f"{name}: systemd is '{status}' (want running); failed units:\n{failed or '-'}")
+    # --wait blocks while systemd is starting; right after launch systemctl may not reach systemd yet
+    # (empty output, "Failed to connect to bus"), so that is retried.
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise LabError(f"{name}: boot did not finish in {BOOT_TIMEOUT:.0f} s\n{console_tail(name)}")
+        try:
+            res = nsenter(state, "systemctl", "is-system-running", "--wait", timeout=left)
+        except subprocess.TimeoutExpired:
+            continue
+        status = res.stdout.strip()
+        if status == "running":
+            break
+        if status in ("degraded", "maintenance", "stopping"):
+            failed = nsenter(state, "systemctl", "--failed", "--no-legend", "--plain").stdout.strip()
+            raise LabError(f"{name}: systemd is '{status}' (want running); failed units:\n{failed or '-'}")
+        if not _nspawn_alive(state):
+            raise LabError(f"{name}: systemd-nspawn exited during boot\n{console_tail(name)}")
+        time.sleep(0.1)
     while True:
         probe = subprocess.run(["ssh", *ssh_args(state), "true"], capture_output=True, text=True, check=False)
         if probe.returncode == 0:
