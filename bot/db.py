@@ -90,12 +90,22 @@ class Database:
     def __init__(self, dsn: str, *, max_size: int = 5, timeout: float = 3.0) -> None:
         self.dsn = dsn
         self.up = False
-        self.pool = psycopg_pool.AsyncConnectionPool(
-            dsn,
+        self.max_size = max_size
+        self.timeout = timeout
+        self.pool = self._new_pool()
+        self._probe: asyncio.Task[None] | None = None
+        self._config_cache: dict[int, tuple[float, dict[str, Any]]] = {}
+        self.config_ttl = 30.0
+
+    # lifecycle ------------------------------------------------------------------------------------
+
+    def _new_pool(self) -> psycopg_pool.AsyncConnectionPool:
+        return psycopg_pool.AsyncConnectionPool(
+            self.dsn,
             min_size=1,
-            max_size=max_size,
+            max_size=self.max_size,
             open=False,
-            timeout=timeout,
+            timeout=self.timeout,
             reconnect_timeout=30,
             name="bot",
             kwargs={
@@ -104,15 +114,9 @@ class Database:
                 "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
             },
         )
-        self._probe: asyncio.Task[None] | None = None
-        self._config_cache: dict[int, tuple[float, dict[str, Any]]] = {}
-        self.config_ttl = 30.0
-
-    # lifecycle ------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open without waiting: a down database must not stop the bot from starting."""
-        await self.pool.open(wait=False)
+        """Never waits for the server: a down database must not stop the bot from starting."""
         if not await self._try_recover():
             self._mark_down("database unavailable at startup")
 
@@ -123,15 +127,21 @@ class Database:
         await self.pool.close(timeout=2)
 
     async def _try_recover(self) -> bool:
+        """Probe with a plain connection (running pending migrations); on success use a fresh pool.
+
+        A fresh pool, because the old one may sit in its reconnect backoff for a long while.
+        """
         try:
             applied = await asyncio.to_thread(migrate, self.dsn)
-            if applied:
-                log.info("database migrations applied: %s", ", ".join(applied))
-            await self.pool.check()
         except Exception as exc:
             log.debug("database probe failed: %s", exc)
             return False
+        if applied:
+            log.info("database migrations applied: %s", ", ".join(applied))
+        old, self.pool = self.pool, self._new_pool()
+        await self.pool.open(wait=False)
         self.up = True
+        await old.close(timeout=0)
         return True
 
     def _mark_down(self, reason: str) -> None:

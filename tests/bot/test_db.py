@@ -1,0 +1,169 @@
+"""Migrations and the async Database against a real PostgreSQL, including an outage and recovery."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+import pytest_asyncio
+
+from bot.db import Database, migrate, migration_files
+from bot.errors import BotError
+
+CHAT = {"id": -1001, "type": "supergroup", "title": "Test group"}
+USER = {"id": 7, "username": "neo", "first_name": "Thomas", "last_name": "Anderson"}
+
+
+def tables(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()
+    return {r[0] for r in rows}
+
+
+def test_migrate_check_apply_idempotent(database_url: str) -> None:
+    names = [name for _, name, _ in migration_files()]
+    assert names and names[0] == "001_initial"
+    assert migrate(database_url, check=True) == names
+    assert tables(database_url) == set()  # --check changes nothing
+    assert migrate(database_url) == names
+    assert migrate(database_url) == []
+    assert migrate(database_url, check=True) == []
+    assert {"chats", "users", "messages", "analysis_cache", "error_events", "schema_migrations"} <= tables(
+        database_url)
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute("SELECT version, name, applied_at FROM schema_migrations").fetchall()
+        found = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'messages'").fetchall()
+        indexes = {r[0] for r in found}
+    assert [(v, n) for v, n, _ in rows] == [(1, "001_initial")]
+    assert "messages_chat_id_timestamp_idx" in indexes
+
+
+def test_migrate_against_a_missing_server_raises_operational_error(pg_server) -> None:
+    with pytest.raises(psycopg.OperationalError):
+        migrate(pg_server.dsn("no_such_database_here"))
+
+
+@pytest_asyncio.fixture(loop_scope="function")  # the pool lives on the test's own loop
+async def database(database_url: str):
+    db = Database(database_url)
+    await db.open()
+    assert db.up
+    try:
+        yield db
+    finally:
+        await db.close()
+
+
+async def test_store_message_upserts_and_keeps_text_verbatim(database: Database, database_url: str) -> None:
+    ts = datetime.now(UTC)
+    weird = "RTL \u202eabc\u202c zero\u200bwidth $(id); -rf " + "я" * 5000 + "\x00nul"
+    await database.store_message(CHAT, USER, 1, weird, ts)
+    await database.store_message(CHAT, {**USER, "username": "the_one"}, 1, "edited", ts)  # edit: same id
+    await database.store_message({**CHAT, "title": "Renamed"}, None, 2, None, ts)  # no author, no text
+    with psycopg.connect(database_url) as conn:
+        msgs = conn.execute("SELECT message_id, user_id, text FROM messages ORDER BY message_id").fetchall()
+        chat = conn.execute("SELECT chat_type, title, config FROM chats").fetchall()
+        users = conn.execute("SELECT user_id, username FROM users").fetchall()
+    assert msgs == [(1, 7, "edited"), (2, None, None)]
+    assert chat == [("supergroup", "Renamed", {})]
+    assert users == [(7, "the_one")]
+    await database.store_message(CHAT, USER, 3, weird, ts)
+    with psycopg.connect(database_url) as conn:
+        stored = conn.execute("SELECT text FROM messages WHERE message_id = 3").fetchone()[0]
+    assert stored == weird.replace("\x00", "\ufffd")
+
+
+async def test_queries_for_features(database: Database) -> None:
+    now = datetime.now(UTC)
+    for i in range(1, 6):
+        await database.store_message(CHAT, USER, i, f"message {i}", now - timedelta(minutes=10 - i))
+    await database.store_message(CHAT, {"id": 99, "username": "bot", "first_name": "Bot"}, 6, "answer", now)
+    recent = await database.recent_messages(CHAT["id"], 3)
+    assert [r["text"] for r in recent] == ["message 4", "message 5", "answer"]
+    assert recent[0]["name"] == "Thomas"
+    window = await database.messages_between(CHAT["id"], now - timedelta(minutes=8), now, 100)
+    assert [r["text"] for r in window] == ["message 2", "message 3", "message 4", "message 5"]
+    stats = await database.chat_stats(CHAT["id"], bot_id=99)
+    assert (stats["messages"], stats["users"], stats["day"]) == (5, 1, 5)
+    assert [(t["name"], t["n"]) for t in stats["top"]] == [("neo", 5)]
+
+    assert await database.cached_analysis(CHAT["id"], "last:5", "h1") is None
+    await database.store_analysis(CHAT["id"], "last:5", "h1", "summary one")
+    await database.store_analysis(CHAT["id"], "last:5", "h1", "summary two")
+    assert await database.cached_analysis(CHAT["id"], "last:5", "h1") == "summary two"
+
+    assert await database.user_city(USER["id"]) is None
+    await database.set_user_city(USER, "Kyiv")
+    assert await database.user_city(USER["id"]) == "Kyiv"
+    await database.set_user_city({"id": 555, "first_name": "New"}, "Lviv")  # a user we never saw write
+    assert await database.user_city(555) == "Lviv"
+
+    await database.record_error("API001", "test", "rate limited", CHAT["id"])
+    await database.record_error("API001", "test", "rate limited", None)
+    await database.record_error("DB002", "test", "slow", CHAT["id"])
+    since = now - timedelta(hours=1)
+    assert await database.error_counts(since) == {"API001": 2, "DB002": 1}
+    assert await database.error_counts(since, CHAT["id"]) == {"API001": 1, "DB002": 1}
+    assert await database.error_counts(now + timedelta(hours=1)) == {}
+
+
+async def test_chat_config_layer_set_reset_and_cache(database: Database) -> None:
+    assert await database.chat_config(CHAT["id"]) == {}
+    await database.set_chat_config(CHAT["id"], "supergroup", "gpt_temperature", 1.2)
+    await database.set_chat_config(CHAT["id"], "supergroup", "gpt_model", "gpt-4o")
+    assert await database.chat_config(CHAT["id"]) == {"gpt_temperature": 1.2, "gpt_model": "gpt-4o"}
+    await database.set_chat_config(CHAT["id"], "supergroup", "gpt_temperature", None)
+    assert await database.chat_config(CHAT["id"]) == {"gpt_model": "gpt-4o"}
+
+
+async def test_outage_fails_fast_with_db001_and_recovers(database: Database, pg_server) -> None:
+    await database.store_message(CHAT, USER, 1, "before", datetime.now(UTC))
+    pg_server.stop()
+    try:
+        with pytest.raises(BotError) as info:
+            await database.store_message(CHAT, USER, 2, "during", datetime.now(UTC))
+        assert info.value.code == "DB001"
+        assert not database.up
+        started = time.monotonic()
+        for _ in range(20):  # while down, calls are refused at once instead of waiting on the pool
+            with pytest.raises(BotError, match="unavailable"):
+                await database.chat_stats(CHAT["id"])
+        assert time.monotonic() - started < 1.0
+        assert await database.chat_config(CHAT["id"], strict=False) == {}
+    finally:
+        pg_server.start()
+    deadline = time.monotonic() + 20
+    while not database.up and time.monotonic() < deadline:
+        await _tick()
+    assert database.up, "the probe did not bring the database back"
+    await database.store_message(CHAT, USER, 3, "after", datetime.now(UTC))
+    assert [r["text"] for r in await database.recent_messages(CHAT["id"], 10)] == ["before", "after"]
+
+
+async def test_opening_while_the_server_is_down_starts_degraded_then_recovers(database_url: str,
+                                                                              pg_server) -> None:
+    pg_server.stop()
+    db = Database(database_url)
+    try:
+        await db.open()
+        assert not db.up
+        with pytest.raises(BotError) as info:
+            await db.user_city(1)
+        assert info.value.code == "DB001"
+        pg_server.start()
+        deadline = time.monotonic() + 20
+        while not db.up and time.monotonic() < deadline:
+            await _tick()
+        assert db.up
+        assert await db.user_city(1) is None  # and the migrations ran on recovery
+    finally:
+        pg_server.start()
+        await db.close()
+
+
+async def _tick() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.05)  # yield to the probe task; the loop condition is what we wait for
