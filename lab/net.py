@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def allocate(name: str, bridge: bool) -> Link:
         gateway = str(hosts[0])
         taken = _taken("bridge")
         for i, addr in enumerate(hosts[1:]):
-            veth = f"labb{i}"
+            veth = f"vlabb{i}"
             if i in taken or str(addr) in in_use or Path(f"/sys/class/net/{veth}").exists():
                 continue
             return Link("bridge", i, str(addr), gateway, BRIDGE_SUBNET.prefixlen, netns, veth)
@@ -71,7 +72,7 @@ def allocate(name: str, bridge: bool) -> Link:
     taken = _taken("p2p")
     for i, net in enumerate(SUBNET.subnets(new_prefix=30)):
         gw, addr = (str(a) for a in net.hosts())
-        veth = f"lab{i}"
+        veth = f"vlab{i}"
         if i in taken or gw in in_use or addr in in_use or Path(f"/sys/class/net/{veth}").exists():
             continue
         return Link("p2p", i, addr, gw, 30, netns, veth)
@@ -111,8 +112,15 @@ def destroy(link: dict) -> None:
     """Remove namespace and veth (idempotent). The bridge goes when no bridged host is left."""
     if Path(f"/run/netns/{link['netns']}").exists():
         run(["ip", "netns", "del", link["netns"]], capture=True)
-    if Path(f"/sys/class/net/{link['veth']}").exists():
-        run(["ip", "link", "del", link["veth"]], capture=True)
+    # Deleting the namespace deletes its veth end and so the pair, asynchronously: wait, delete what is left.
+    veth = Path(f"/sys/class/net/{link['veth']}")
+    deadline = time.monotonic() + 5
+    while veth.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if veth.exists():
+        run(["ip", "link", "del", link["veth"]], check=False, capture=True)
+    if veth.exists():
+        raise LabError(f"could not delete the veth {link['veth']}")
 
 
 def drop_bridge_if_unused() -> None:
