@@ -7,6 +7,7 @@ explicitly and explains every refusal. Regular YouTube videos get a hashtag inst
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import re
 import shutil
@@ -192,6 +193,7 @@ async def handle_url(update: Update, context: Context, url: str, explicit: bool)
     cancelled = threading.Event()
     where = _where(update)
     await context.bot.send_chat_action(update.effective_chat.id, ChatAction.UPLOAD_VIDEO)
+    await asyncio.to_thread(importlib.import_module, "yt_dlp")  # a slow first import is not the site's fault
     try:
         async with _semaphore:
             result = await asyncio.wait_for(

@@ -1,0 +1,189 @@
+"""One real bot process per test module: `python -m bot run` polling the session sandbox, with its own
+database and app dir. Tests talk to it through the sandbox control API and read the DB and the logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import psycopg
+
+from bot.sandbox.client import SandboxClient
+from bot.sandbox.server import SANDBOX_BOT_TOKEN, SandboxServer
+
+ADMIN_ID = 4242  # in BOT_ADMIN_IDS
+_DROP = ("BOT_", "OPENAI_", "WEATHER_", "TELEGRAM_", "DATABASE_URL", "PG", "http_proxy", "https_proxy",
+         "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def make_env(sandbox: Any, dsn: str, app_dir: Path, **overrides: str) -> dict[str, str]:
+    env = {
+        "BOT_TOKEN": SANDBOX_BOT_TOKEN,
+        "TELEGRAM_BASE_URL": f"{sandbox.url}/bot",
+        "OPENAI_API_KEY": sandbox.env["OPENAI_API_KEY"],
+        "OPENAI_BASE_URL": f"{sandbox.url}/openai/v1",
+        "WEATHER_API_KEY": sandbox.env["WEATHER_API_KEY"],
+        "WEATHER_BASE_URL": f"{sandbox.url}/weather",
+        "DATABASE_URL": dsn,
+        "BOT_ADMIN_IDS": str(ADMIN_ID),
+        "BOT_APP_DIR": str(app_dir),
+        "BOT_LOG_DIR": str(app_dir / "logs"),
+        "BOT_SANDBOX": "1",
+        "BOT_POLL_TIMEOUT": "1",
+    }
+    env.update(overrides)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+@dataclass
+class Bot:
+    proc: subprocess.Popen
+    sandbox: Any
+    dsn: str
+    app_dir: Path
+    output: Path
+
+    @property
+    def client(self) -> Any:
+        return self.sandbox.client
+
+    @property
+    def log_dir(self) -> Path:
+        return self.app_dir / "logs"
+
+    # talking ---------------------------------------------------------------------------------------
+
+    def send(self, text: str, *, chat_id: int | None = None, user_id: int = 1001, expect: int = 1,
+             timeout: float = 20, method: str | None = None, **kw: Any) -> list[dict[str, Any]]:
+        """Push a message and wait for `expect` things the bot sends to that chat afterwards."""
+        after = self.client.last_sent_id()
+        self.client.push(text, chat_id=chat_id, user_id=user_id, **kw)
+        if expect == 0:
+            return []
+        return self.client.wait_for(chat_id=chat_id if chat_id is not None else user_id, count=expect,
+                                    timeout=timeout, after=after, method=method)
+
+    def say(self, text: str, **kw: Any) -> str:
+        """Push a message; return the text of the first reply."""
+        item = self.send(text, **kw)[0]
+        return item.get("text") or item["params"].get("text") or item["params"].get("caption") or ""
+
+    def quiet_after(self, text: str, *, chat_id: int | None = None, user_id: int = 1001, **kw: Any) -> list:
+        """Push `text`, then /ping as a barrier; return what the bot sent besides the pong."""
+        chat = chat_id if chat_id is not None else user_id
+        after = self.client.last_sent_id()
+        self.client.push(text, chat_id=chat_id, user_id=user_id, **kw)
+        self.client.push("/ping", chat_id=chat_id, user_id=user_id, **kw)
+        items = self.client.wait_for(chat_id=chat, count=1, timeout=20, after=after, method="sendMessage")
+        while not any(i.get("text") == "pong" for i in items):
+            items = self.client.wait_for(chat_id=chat, count=len(items) + 1, timeout=20, after=after)
+        return [i for i in self.client.sent(chat_id=chat, after=after) if i.get("text") != "pong"]
+
+    # looking ---------------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Any = None) -> list[tuple]:
+        with psycopg.connect(self.dsn, connect_timeout=5) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def records(self, name: str = "general.log") -> list[dict[str, Any]]:
+        path = self.log_dir / name
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text(errors="replace").splitlines() if line.strip()]
+
+    def wait_log(self, name: str, predicate, timeout: float = 15) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for record in self.records(name):
+                if predicate(record):
+                    return record
+            time.sleep(0.05)
+        last = self.records(name)[-5:]
+        raise AssertionError(f"no matching record in {name} within {timeout}s; last: {last}")
+
+    def all_logs_text(self) -> str:
+        return "".join(p.read_text(errors="replace") for p in self.log_dir.glob("*.log")) + self.output_text()
+
+    def output_text(self) -> str:
+        return self.output.read_text(errors="replace") if self.output.exists() else ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, timeout: float = 20) -> int:
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def start_bot(sandbox: Any, dsn: str, app_dir: Path, global_config: dict | None = None,
+              ready_timeout: float = 30, **env_overrides: str) -> Bot:
+    """Start `python -m bot run`; return once the bot polls getUpdates (or fail with its output)."""
+    app_dir.mkdir(parents=True, exist_ok=True)
+    if global_config is not None:
+        path = app_dir / "config" / "global" / "global_config.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(global_config))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
+    env.update(make_env(sandbox, dsn, app_dir, **env_overrides))
+    env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
+    output = app_dir / "bot-output.log"
+    before = sandbox.client.health()["get_updates_calls"]
+    with output.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=app_dir, stdout=out,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    bot = Bot(proc, sandbox, dsn, app_dir, output)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline and bot.alive():
+        if sandbox.client.health()["get_updates_calls"] != before:
+            return bot
+        time.sleep(0.05)
+    code = bot.stop()
+    raise AssertionError(f"the bot did not start polling (exit {code}):\n{bot.output_text()[-3000:]}")
+
+
+def module_bot(pg_server: Any, sandbox: Any, base: Path, global_config: dict | None = None,
+               **env_overrides: str) -> Iterator[Bot]:
+    name = f"m_{uuid.uuid4().hex[:12]}"
+    pg_server.start()
+    dsn = pg_server.create_db(name)
+    bot = start_bot(sandbox, dsn, base / "app", global_config, **env_overrides)
+    try:
+        yield bot
+    finally:
+        bot.stop()
+        pg_server.start()
+        pg_server.drop_db(name)
+
+
+@contextmanager
+def private_sandbox() -> Iterator[SimpleNamespace]:
+    """A second sandbox for a second bot (two bots polling one fake Bot API steal each other's updates)."""
+    server = SandboxServer().start()
+    client = SandboxClient(server.url)
+    try:
+        yield SimpleNamespace(url=server.url, client=client, env=server.env)
+    finally:
+        client.close()
+        server.stop()
+
+
+def unhandled(bot: Bot) -> list[dict[str, Any]]:
+    """Error records for unexpected exceptions (APP000) or with a traceback: bugs, not handled failures."""
+    return [r for r in bot.records("error.log") if r.get("code") == "APP000" or "exc" in r]

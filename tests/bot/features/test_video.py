@@ -1,0 +1,92 @@
+"""Video links: download through yt-dlp from the sandbox, size cap, allow-list, SSRF refusals, #youtube."""
+
+from __future__ import annotations
+
+import pytest
+
+from features.harness import Bot, private_sandbox, start_bot, unhandled
+
+
+def GLOBAL_CONFIG(sandbox) -> dict:  # noqa: N802 - read by conftest
+    return {"video": {"timeout_seconds": 5, "socket_timeout_seconds": 15}}
+
+
+def test_a_link_in_a_message_is_downloaded_and_sent_as_video(bot: Bot) -> None:
+    items = bot.send(f"look at this {bot.sandbox.url}/files/sample.mp4 !", chat_id=-4001, user_id=4001,
+                     method="sendVideo,sendMessage")
+    assert items[0]["method"] == "sendVideo", items[0]
+    assert items[0]["params"]["reply_parameters"]["message_id"] > 0
+    assert not list(bot.app_dir.parent.glob("pc-video-*"))
+
+
+def test_video_command_downloads_through_the_generic_extractor(bot: Bot) -> None:
+    url = f"{bot.sandbox.url}/files/video.html"
+    items = bot.send(f"/video {url}", user_id=4002, method="sendVideo,sendMessage")
+    assert items[0]["method"] == "sendVideo", items[0]
+
+
+def test_oversized_video_gets_too_large(bot: Bot) -> None:
+    assert "too large" in bot.say(f"/video {bot.sandbox.url}/files/big.mp4", user_id=4003)
+
+
+def test_slow_download_times_out_with_a_reply(bot: Bot) -> None:
+    assert "took too long" in bot.say(f"/video {bot.sandbox.url}/files/slow.mp4?delay=8", user_id=4004)
+
+
+def test_missing_video_is_a_clear_failure(bot: Bot) -> None:
+    reply = bot.say(f"/video {bot.sandbox.url}/files/nothing-here.mp4", user_id=4005)
+    assert reply.startswith("❌ I couldn't download that video") and "404" in reply
+
+
+@pytest.mark.parametrize("url", [
+    "http://10.0.0.1/video.mp4", "http://169.254.169.254/latest/meta-data/", "http://192.168.1.1/x.mp4",
+    "http://167772161/x.mp4",  # 10.0.0.1 as a decimal number
+    "http://[fe80::1]/x", "http://[::ffff:10.0.0.1]/x", "file:///etc/passwd", "ftp://10.0.0.1/x",
+    "gopher://127.0.0.1:25/", "http://user:pw@127.0.0.1/x",
+])
+def test_ssrf_urls_are_refused(bot: Bot, url: str) -> None:
+    reply = bot.say(f"/video {url}", user_id=4006)
+    assert reply.startswith("🚫 I won't fetch that link"), reply
+
+
+def test_youtube_gets_a_hashtag_and_shorts_are_downloaded(bot: Bot) -> None:
+    assert bot.say("https://www.youtube.com/watch?v=dQw4w9WgXcQ", chat_id=-4007, user_id=4007) == "#youtube"
+    # a Short is a download attempt (this machine has no internet: a clear failure, not the hashtag)
+    reply = bot.say("/video https://youtube.com/shorts/abc123", user_id=4007)
+    assert reply.startswith("❌ I couldn't download that video"), reply
+
+
+def test_non_allowed_domains(bot: Bot) -> None:
+    assert "I only download videos from" in bot.say("/video https://example.com/clip.mp4", user_id=4008)
+    assert bot.quiet_after("see https://example.com/clip.mp4", chat_id=-4008, user_id=4008) == []
+
+
+@pytest.mark.parametrize("args", ["", "-o /tmp/pwned http://x.com/1", "--exec id", "$(id)", "; id",
+                                  "http://127.0.0.1:1/$(id).mp4; touch /tmp/pwned"])
+def test_options_and_shell_syntax_are_data_not_commands(bot: Bot, args: str) -> None:
+    reply = bot.say(f"/video {args}", user_id=4009)
+    assert reply.startswith(("Usage: /video", "🚫", "❌")), reply
+    assert not any(p.name == "pwned" for p in bot.app_dir.iterdir())
+
+
+def test_video_disabled_per_chat(bot: Bot) -> None:
+    assert bot.say("/config set video_enabled false", user_id=4010).startswith("✅")
+    assert bot.quiet_after(f"{bot.sandbox.url}/files/sample.mp4", user_id=4010) == []
+    assert not unhandled(bot)
+
+
+def test_without_sandbox_mode_loopback_is_refused(pg_server, tmp_path) -> None:
+    dsn = pg_server.create_db("video_no_sandbox")
+    with private_sandbox() as sandbox:
+        strict = start_bot(sandbox, dsn, tmp_path / "app", {"video": {"allowed_domains": ["localhost"]}},
+                           BOT_SANDBOX="0")
+        try:
+            for url in (f"{sandbox.url}/files/sample.mp4", "http://localhost/x.mp4", "http://[::1]/x",
+                        "http://2130706433/x", "http://0x7f.1/x"):
+                reply = strict.say(f"/video {url}", user_id=4011)
+                assert reply.startswith("🚫 I won't fetch that link"), (url, reply)
+            # passive links to loopback are not even picked up outside sandbox mode
+            assert strict.quiet_after(f"{sandbox.url}/files/sample.mp4", chat_id=-4011, user_id=4011) == []
+        finally:
+            strict.stop()
+            pg_server.drop_db("video_no_sandbox")
