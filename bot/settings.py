@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -227,6 +228,7 @@ def validate_setting(key: str, raw: Any) -> Any:
         raise ValueError(f"{key} must not contain control characters")
     if len(text) > _MAX_TEXT[key]:
         raise ValueError(f"{key} must be at most {_MAX_TEXT[key]} characters")
-    if key == "gpt_model" and text and not all(c.isalnum() or c in "-._:/" for c in text):
-        raise ValueError("gpt_model may contain only letters, digits and - . _ : /")
+    if key == "gpt_model" and text and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:/-]*", text):
+        raise ValueError("gpt_model may contain only letters, digits and - . _ : /, "
+                         "starting with a letter or digit")
     return text

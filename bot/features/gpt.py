@@ -17,6 +17,7 @@ from telegram.ext import Application, CommandHandler, MessageHandler, filters
 from bot.errors import BotError, classify
 from bot.features import Context, chat_settings, command_args, config, db, env, openai_client, reply
 from bot.settings import ChatSettings
+from bot.urls import extract_urls
 
 log = logging.getLogger(__name__)
 MAX_QUESTION = 4000
@@ -114,6 +115,14 @@ def _addressed_to_me(message: Message, context: Context) -> tuple[bool, str]:
     return False, text
 
 
+def _only_links(text: str) -> bool:
+    urls = extract_urls(text, limit=50)
+    rest = text
+    for url in urls:
+        rest = rest.replace(url, "").replace(url.removeprefix("https://"), "")
+    return bool(urls) and not rest.strip(" \n\t.,;:!?()[]<>")
+
+
 async def on_text(update: Update, context: Context) -> None:
     """Plain text: answer in private chats and when addressed; maybe a random reply in groups."""
     message = update.effective_message
@@ -121,6 +130,8 @@ async def on_text(update: Update, context: Context) -> None:
     if message is None or not message.text or chat is None:
         return
     addressed, question = _addressed_to_me(message, context)
+    if not addressed and _only_links(message.text):
+        return  # a bare link is for the video/link features, not a question
     if chat.type == ChatType.PRIVATE or addressed:
         await answer(update, context, question or message.text)
         return

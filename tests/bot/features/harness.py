@@ -80,14 +80,19 @@ class Bot:
         return item.get("text") or item["params"].get("text") or item["params"].get("caption") or ""
 
     def quiet_after(self, text: str, *, chat_id: int | None = None, user_id: int = 1001, **kw: Any) -> list:
-        """Push `text`, then /ping as a barrier; return what the bot sent besides the pong."""
+        """Push `text`, then /ping twice as a barrier; return what the bot sent besides the pongs.
+
+        Updates are handled in order, so the first pong means `text` was dispatched; the second gives
+        handlers that run in the background (GPT, downloads) the time to decide.
+        """
         chat = chat_id if chat_id is not None else user_id
         after = self.client.last_sent_id()
         self.client.push(text, chat_id=chat_id, user_id=user_id, **kw)
-        self.client.push("/ping", chat_id=chat_id, user_id=user_id, **kw)
-        items = self.client.wait_for(chat_id=chat, count=1, timeout=20, after=after, method="sendMessage")
-        while not any(i.get("text") == "pong" for i in items):
-            items = self.client.wait_for(chat_id=chat, count=len(items) + 1, timeout=20, after=after)
+        for pongs in (1, 2):
+            self.client.push("/ping", chat_id=chat_id, user_id=user_id, **kw)
+            items = self.client.wait_for(chat_id=chat, count=1, timeout=20, after=after)
+            while sum(i.get("text") == "pong" for i in items) < pongs:
+                items = self.client.wait_for(chat_id=chat, count=len(items) + 1, timeout=20, after=after)
         return [i for i in self.client.sent(chat_id=chat, after=after) if i.get("text") != "pong"]
 
     # looking ---------------------------------------------------------------------------------------
