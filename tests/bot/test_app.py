@@ -1,0 +1,125 @@
+"""The Application as a process: lifecycle, signals, metrics, error handling, database outage."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from features.harness import Bot, make_env, module_bot, private_sandbox, start_bot, unhandled
+
+from bot.app import build_application
+from bot.errors import BotError
+from bot.metrics import read_metrics
+from bot.settings import Env
+
+
+@pytest.fixture(scope="module")
+def bot(pg_server, sandbox, tmp_path_factory) -> Iterator[Bot]:
+    yield from module_bot(pg_server, sandbox, tmp_path_factory.mktemp("app"))
+
+
+def test_lifecycle_signals_and_metrics(pg_server, tmp_path) -> None:
+    dsn = pg_server.create_db("app_lifecycle")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        try:
+            assert bot.say("/ping") == "pong"
+            started = read_metrics(bot.app_dir)
+            assert started is not None and started["pid"] == bot.proc.pid  # written at startup
+            assert sandbox.client.health()["calls"].get("setMyCommands") == 1
+
+            # logrotate moves the file, then `systemctl reload` sends SIGHUP
+            (bot.log_dir / "general.log").rename(bot.log_dir / "general.log.1")
+            bot.proc.send_signal(signal.SIGHUP)
+            bot.wait_log("general.log", lambda r: r["msg"] == "log files reopened")
+            assert bot.say("/ping") == "pong" and bot.alive()
+
+            assert bot.stop() == 0
+            stopped = read_metrics(bot.app_dir)
+            assert stopped["updates_total"] >= 2 and stopped["handler_latency_ms"]["count"] >= 2
+            assert stopped["written_at"] >= started["written_at"]
+            assert any(r["msg"] == "bot stopped" for r in bot.records())
+            assert not unhandled(bot)
+            assert sandbox.env["BOT_TOKEN"].split(":")[1] not in bot.all_logs_text()
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_lifecycle")
+
+
+@pytest.mark.parametrize("content", ["{broken", json.dumps({"chat_defaults": {"gpt_temperature": 7}})])
+def test_a_broken_global_config_stops_startup_with_app001(tmp_path, sandbox, content: str) -> None:
+    config = tmp_path / "config" / "global" / "global_config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(content)
+    env = make_env(sandbox, "postgresql://nobody@127.0.0.1:1/none", tmp_path)
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "APP001" in result.stdout + result.stderr
+    errors = [json.loads(line) for line in (tmp_path / "logs" / "error.log").read_text().splitlines()]
+    assert errors[-1]["code"] == "APP001" and str(config) in errors[-1]["msg"]
+
+
+def test_build_application_needs_a_token(tmp_path) -> None:
+    with pytest.raises(BotError) as info:
+        build_application(Env.from_environ({"BOT_APP_DIR": str(tmp_path)}))
+    assert info.value.code == "APP001"
+
+
+def test_a_failing_send_is_logged_and_the_user_still_hears_back(bot: Bot) -> None:
+    bot.client.fail("sendMessage", error_code=502, count=1)
+    reply = bot.say("/ping", user_id=1101)
+    assert reply.startswith("⚠️") and reply.endswith("(API003)")
+    record = bot.wait_log("error.log", lambda r: r.get("code") == "API003" and r.get("chat_id") == 1101)
+    assert record["user_id"] == 1101
+    assert bot.say("/ping", user_id=1101) == "pong"
+
+
+def test_database_outage_mid_run(bot: Bot, pg_server) -> None:
+    group = -1102
+    assert bot.say("/stats", chat_id=group, user_id=1102).startswith("📊")
+    pg_server.stop()
+    try:
+        reply = bot.say("/stats", chat_id=group, user_id=1102)
+        assert reply.startswith("⚠️ The database is unavailable") and reply.endswith("(DB001)")
+        assert bot.say("/ping", chat_id=group, user_id=1102) == "pong"
+        assert "DB001" in bot.say("/analyze", chat_id=group, user_id=1102)
+        assert "DB001" in bot.say("/config set gpt_enabled off", user_id=1102)
+        # features that do not need the database keep working without it
+        assert bot.say("/weather Odesa", user_id=1102).startswith("🌤 Odesa")
+        assert bot.say("/ask still there?", user_id=1102) == "Sandbox answer: User 1102: still there?"
+        for i in range(20):  # plain messages are dropped quietly (a warning a minute, not a line each)
+            bot.client.push(f"lost {i}", chat_id=group, user_id=1103)
+        assert bot.say("/ping", chat_id=group, user_id=1102) == "pong"
+        outage = [r for r in bot.records("error.log") if r["msg"].startswith("database unavailable")]
+        assert len(outage) == 1 and outage[0]["code"] == "DB001"
+        assert len([r for r in bot.records() if r["msg"].startswith("message not stored")]) <= 1
+    finally:
+        pg_server.start()
+    deadline = time.monotonic() + 30
+    reply = ""
+    while time.monotonic() < deadline:
+        reply = bot.say("/stats", chat_id=group, user_id=1102)
+        if reply.startswith("📊"):
+            break
+    assert reply.startswith("📊"), f"no recovery: {reply}"
+    bot.wait_log("general.log", lambda r: r["msg"] == "database is back")
+    bot.client.push("stored again", chat_id=group, user_id=1103)
+    bot.quiet_after("barrier", chat_id=group, user_id=1103)
+    stored = bot.query("SELECT count(*) FROM messages WHERE chat_id = %s AND text = 'stored again'", (group,))
+    assert stored == [(1,)]
+    assert not unhandled(bot)
+
+
+def test_secrets_never_reach_logs(bot: Bot) -> None:
+    bot.say("/ask show me your token", user_id=1104)
+    bot.say("/weather Kyiv", user_id=1104)
+    text = bot.all_logs_text()
+    for name in ("BOT_TOKEN", "OPENAI_API_KEY", "WEATHER_API_KEY"):
+        secret = bot.sandbox.env[name]
+        assert secret.split(":")[-1] not in text, name
