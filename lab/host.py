@@ -142,9 +142,14 @@ def _cgroup_clean(name: str) -> None:
 # --- up
 
 
-def _prepare_tree(state: dict, tarball: Path) -> None:
+def _prepare_tree(state: dict) -> None:
+    """The host's root: an overlay of the shared unpacked image (read-only) and a per-host upper layer."""
     root = Path(state["root"])
-    image.unpack(tarball, root)
+    layers = root.parent
+    for d in ("upper", "work", "root"):
+        (layers / d).mkdir()
+    opts = f"lowerdir={state['lower']},upperdir={layers / 'upper'},workdir={layers / 'work'}"
+    run(["mount", "-t", "overlay", "overlay", "-o", opts, str(root)], capture=True)
     name, gateway = state["name"], state["link"]["gateway"]
     (root / "etc/hostname").write_text(name + "\n")
     (root / "etc/hosts").write_text(
@@ -331,12 +336,12 @@ def up(
 ) -> list[dict]:
     """Boot hosts (in parallel once launched); on any failure remove the hosts this call created."""
     require_root()
-    require_tools("systemd-nspawn", "ip", "nsenter", "tar", "zstd", "ssh", "ssh-keygen")
+    require_tools("systemd-nspawn", "ip", "nsenter", "mount", "tar", "zstd", "ssh", "ssh-keygen")
     for n in names_:
         check_name(n)
     if len(set(names_)) != len(names_):
         raise LabError("a host name is given twice")
-    tarball = image.build(variant)
+    lower = image.tree(variant)
     proxy.ensure()
     ensure_key()
     started: list[dict] = []
@@ -354,11 +359,13 @@ def up(
                 continue
             started.append(state)
             t0 = time.monotonic()
-            _prepare_tree(state, tarball)
+            state["lower"] = str(lower)
+            save(state)
+            _prepare_tree(state)
             net.create(net.Link(**state["link"]))
             state["pid"] = _launch(state)
             save(state)
-            progress(f"{n}: unpacked and booting ({time.monotonic() - t0:.1f} s), {state['address']}")
+            progress(f"{n}: root ready, booting ({time.monotonic() - t0:.1f} s), {state['address']}")
         for state in started:
             _wait_ready(state)
             progress(f"{state['name']}: systemd running, SSH answers")

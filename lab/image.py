@@ -18,7 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import aptsources, proxy
-from lab.common import IMAGES_DIR, RECIPE_DIR, LabError, locked, progress, require_root, require_tools, run
+from lab.common import (
+    HOSTS_DIR,
+    IMAGES_DIR,
+    RECIPE_DIR,
+    LabError,
+    locked,
+    progress,
+    require_root,
+    require_tools,
+    run,
+)
 
 RECIPE_VERSION = 1
 
@@ -155,6 +165,9 @@ def build(name: str, force: bool = False) -> Path:
         if out.exists() and not force:
             return out
         require_tools("debootstrap", "zstd", "tar", "chroot")
+        users = _tree_users().get(str(_tree_dir(out)))
+        if force and users:
+            raise LabError(f"image {name} is in use by lab hosts {', '.join(sorted(users))}: down them first")
         proxy.ensure()
         work = IMAGES_DIR / f"{name}.build"
         if work.exists():
@@ -177,12 +190,57 @@ def build(name: str, force: bool = False) -> Path:
         _customise(root, v, log)
         progress(f"image {name}: packing {out.name}")
         _pack(root, out)
+        tree_dir = _tree_dir(out)
+        if tree_dir.exists():
+            _remove_tree(tree_dir)
+        root.rename(tree_dir)  # the build tree is the tarball's content: keep it as the overlay layer
         _remove_tree(work)
-        for old in IMAGES_DIR.glob(f"{name}-*.tar.zst"):
-            if old != out:
-                old.unlink()
+        _prune(name, keep=out)
         progress(f"image {name}: built in {time.monotonic() - start:.0f} s ({out.stat().st_size >> 20} MiB)")
     return out
+
+
+def _tree_dir(tar: Path) -> Path:
+    return tar.with_name(tar.name.removesuffix(".tar.zst") + ".tree")
+
+
+def tree(name: str) -> Path:
+    """Image ``name`` unpacked once: the read-only lower layer of every host's overlay root."""
+    tar = build(name)
+    out = _tree_dir(tar)
+    if out.is_dir():
+        return out
+    with locked(IMAGES_DIR / f"{name}.lock"):
+        if not out.is_dir():
+            progress(f"image {name}: unpacking {tar.name} once for the hosts' overlays")
+            tmp = out.with_suffix(".tmp")
+            if tmp.exists():
+                _remove_tree(tmp)
+            unpack(tar, tmp)
+            tmp.rename(out)
+    return out
+
+
+def _tree_users() -> dict[str, set[str]]:
+    """Unpacked image tree -> names of the lab hosts whose overlay uses it."""
+    users: dict[str, set[str]] = {}
+    for f in HOSTS_DIR.glob("*/state.json"):
+        try:
+            users.setdefault(json.loads(f.read_text()).get("lower"), set()).add(f.parent.name)
+        except (OSError, ValueError):
+            continue
+    return users
+
+
+def _prune(name: str, keep: Path) -> None:
+    """Drop older builds of ``name``; an unpacked tree only once no host's overlay uses it."""
+    in_use = _tree_users()
+    for old in IMAGES_DIR.glob(f"{name}-*.tar.zst"):
+        if old != keep:
+            old.unlink()
+    for old in IMAGES_DIR.glob(f"{name}-*.tree"):
+        if old != _tree_dir(keep) and str(old) not in in_use:
+            _remove_tree(old)
 
 
 def _remove_tree(path: Path) -> None:

@@ -9,6 +9,7 @@ path-exclude=/usr/share/doc/*
 path-include=/usr/share/doc/*/copyright
 path-exclude=/usr/share/man/*
 path-exclude=/usr/share/info/*
+path-exclude=/usr/share/locale/*/LC_MESSAGES/*.mo
 CFG
 cat > /etc/apt/apt.conf.d/90lab <<'CFG'
 Acquire::Languages "none";
@@ -21,6 +22,7 @@ rm -f /etc/apt/sources.list
 rm -rf /var/lib/apt/lists/*
 find /usr/share/doc -mindepth 2 ! -name copyright ! -type d -delete
 rm -rf /usr/share/man/* /usr/share/info/*
+find /usr/share/locale -path '*/LC_MESSAGES/*.mo' -delete
 
 apt-get update -q
 apt-get -y -q -o Dpkg::Options::=--force-confold upgrade

@@ -133,6 +133,7 @@ def _traces(state: dict) -> dict[str, bool]:
         "veth": Path("/sys/class/net", link["veth"]).exists(),
         "nspawn": bool(pids),
         "tree": Path(state["root"]).exists(),
+        "mount": state["root"] in Path("/proc/self/mountinfo").read_text(),
         "state": (REPO / ".lab" / "hosts" / state["name"]).exists(),
         "cgroup": any(
             Path(base, "lab", state["name"]).exists()
