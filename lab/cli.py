@@ -18,7 +18,14 @@ def _table(states: list[dict]) -> str:
         running = host.is_running(s)
         age = f"{int(time.time() - s['created'])}s" if running else "-"
         rows.append(
-            (s["name"], s["image"], s["address"], s["link"]["mode"], "running" if running else "stale", age)
+            (
+                s["name"],
+                s["image"],
+                s["address"],
+                s["link"]["mode"],
+                "running" if running else ("starting" if not s.get("pid") else "stale"),
+                age,
+            )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
