@@ -27,6 +27,7 @@ venv: $(VENV)/.installed ## Python virtualenv .venv from pyproject.toml + constr
 
 image: deps venv ## Build (once, cached under .lab/) the Debian 12 lab image
 	$(PY) -m lab image
+	$(PY) -m lab image --variant postgres
 
 lint: venv ## ruff + ansible-lint (production profile)
 	$(BIN)/ruff check .
