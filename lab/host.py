@@ -192,6 +192,9 @@ def _launch(state: dict) -> int:
         "-M",
         name,
         f"--network-namespace-path=/run/netns/{state['link']['netns']}",
+        # The host owns its netns: it may manage it (nftables, net.* sysctls) as with --private-network;
+        # SYSTEMD_NSPAWN_API_VFS_WRITABLE=network below leaves /proc/sys/net writable.
+        "--capability=CAP_NET_ADMIN",
         "--console=read-only",
         "--timezone=off",
         "--resolv-conf=off",
@@ -207,6 +210,7 @@ def _launch(state: dict) -> int:
         start_new_session=True,
         preexec_fn=enter_cgroup,
         close_fds=True,
+        env={**os.environ, "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
     )  # noqa: PLW1509
     log.close()
     return proc.pid
