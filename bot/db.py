@@ -31,6 +31,7 @@ _MIGRATION_RE = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 _LOCK_ID = 0x50_43_42  # advisory lock so two migrators never race
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 15_000
+MAX_PENDING = 20_000  # messages buffered while the writer is busy or the database is down
 
 
 # --- migrations (sync) ----------------------------------------------------------------------------
@@ -84,6 +85,19 @@ def clean_text(text: str | None) -> str | None:
     return None if text is None else text.replace("\x00", "\ufffd")
 
 
+def _message_row(chat: dict[str, Any], user: dict[str, Any] | None, message_id: int, text: str | None,
+                 timestamp: datetime) -> dict[str, Any]:
+    return {
+        "chat_id": chat["id"], "chat_type": chat.get("type") or "",
+        "title": clean_text(chat.get("title")),
+        "user_id": user["id"] if user else None,
+        "username": clean_text(user.get("username")) if user else None,
+        "first_name": clean_text(user.get("first_name")) if user else None,
+        "last_name": clean_text(user.get("last_name")) if user else None,
+        "message_id": message_id, "text": clean_text(text), "ts": timestamp,
+    }
+
+
 class Database:
     """The bot's connection pool plus the few queries the features need."""
 
@@ -94,6 +108,12 @@ class Database:
         self.timeout = timeout
         self.pool = self._new_pool()
         self._probe: asyncio.Task[None] | None = None
+        self._pending: list[dict[str, Any]] = []  # messages waiting for the writer
+        self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._writer: asyncio.Task[None] | None = None
+        self._dropped = 0
+        self._last_drop_log = 0.0
         self._config_cache: dict[int, tuple[float, dict[str, Any]]] = {}
         self.config_ttl = 30.0
 
@@ -121,9 +141,15 @@ class Database:
             self._mark_down("database unavailable at startup")
 
     async def close(self) -> None:
-        if self._probe:
-            self._probe.cancel()
-            await asyncio.gather(self._probe, return_exceptions=True)
+        for task in (self._writer, self._probe):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.warning("%d buffered messages not stored at shutdown: %s", len(self._pending), exc,
+                        extra={"code": classify(exc)})
         await self.pool.close(timeout=2)
 
     async def _try_recover(self) -> bool:
@@ -182,20 +208,59 @@ class Database:
 
     # queries --------------------------------------------------------------------------------------
 
+    def queue_message(self, chat: dict[str, Any], user: dict[str, Any] | None, message_id: int,
+                      text: str | None, timestamp: datetime) -> None:
+        """Buffer a message for the background writer, which stores batches in one transaction each.
+
+        Update handling never waits for the database this way: this is what makes >1,000 stored
+        messages a second possible. Readers of messages flush first, so nothing is read stale.
+        """
+        if len(self._pending) >= MAX_PENDING:
+            self._dropped += 1
+            return
+        self._pending.append(_message_row(chat, user, message_id, text, timestamp))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="db-writer")
+        self._wake.set()
+
     async def store_message(self, chat: dict[str, Any], user: dict[str, Any] | None, message_id: int,
                             text: str | None, timestamp: datetime) -> None:
-        """Upsert chat and user and insert the message in one round trip."""
-        params = {
-            "chat_id": chat["id"], "chat_type": chat.get("type") or "",
-            "title": clean_text(chat.get("title")),
-            "user_id": user["id"] if user else None,
-            "username": clean_text(user.get("username")) if user else None,
-            "first_name": clean_text(user.get("first_name")) if user else None,
-            "last_name": clean_text(user.get("last_name")) if user else None,
-            "message_id": message_id, "text": clean_text(text), "ts": timestamp,
-        }
+        """Store one message right now, bypassing the buffer; raises BotError when that is impossible."""
         async with self.connection() as conn:
-            await conn.execute(_STORE_SQL, params)
+            await conn.execute(_STORE_SQL, _message_row(chat, user, message_id, text, timestamp))
+
+    async def flush(self) -> None:
+        """Write every buffered message (upserting chats and users) in one transaction."""
+        async with self._flush_lock:
+            if not self._pending:
+                return
+            rows, self._pending = self._pending, []
+            try:
+                async with self.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    await cur.executemany(_STORE_SQL, rows)  # pipelined: one round trip per batch
+            except BaseException:
+                self._dropped += len(rows)
+                raise
+
+    async def _write_loop(self) -> None:
+        """Flush whenever messages arrive; while a batch is written the next one accumulates."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                await self.flush()
+            except Exception as exc:  # the writer must outlive any failure; what was lost is logged
+                now = time.monotonic()
+                if now - self._last_drop_log > 60:  # one line a minute during an outage, not one per batch
+                    self._last_drop_log = now
+                    log.warning("messages not stored (%d so far): %s", self._dropped, exc,
+                                extra={"code": classify(exc)})
+
+    async def _flush_before_reading(self) -> None:
+        try:
+            await self.flush()
+        except Exception as exc:
+            log.debug("flush before read failed: %s", exc)
 
     async def chat_config(self, chat_id: int, strict: bool = True) -> dict[str, Any]:
         """The chat layer (chats.config).
@@ -236,6 +301,7 @@ class Database:
     async def chat_stats(self, chat_id: int, bot_id: int | None = None) -> dict[str, Any]:
         """Counts for /stats; the bot's own stored answers (user bot_id) are left out."""
         args = {"chat": chat_id, "bot": bot_id}
+        await self._flush_before_reading()
         async with self.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -266,6 +332,7 @@ class Database:
             {"chat": chat_id, "start": start, "end": end, "limit": limit})
 
     async def _messages(self, where: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        await self._flush_before_reading()
         async with self.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(

@@ -54,6 +54,10 @@ def user_message(code: str) -> str:
     return f"⚠️ {USER_MESSAGES.get(code, USER_MESSAGES['APP000'])} ({code})"
 
 
+_NO_ACCESS = ("chat not found", "bot was kicked", "not enough rights", "have no rights",
+              "need administrator rights", "chat_write_forbidden", "user is deactivated")
+
+
 def _status_code(status: int, body: str = "") -> str | None:
     if status == 429:
         return "API004" if "quota" in body.lower() else "API001"
@@ -129,6 +133,8 @@ def _classify_api(exc: BaseException) -> str | None:
         return "API002"
     if isinstance(exc, tg.Forbidden):
         return "APP003"
-    if isinstance(exc, tg.NetworkError):  # includes TimedOut; BadRequest is handled by callers
-        return "API003" if not isinstance(exc, tg.BadRequest) else "APP000"
+    if isinstance(exc, tg.BadRequest):  # we may not write there any more, or our request was wrong
+        return "APP003" if any(p in str(exc).lower() for p in _NO_ACCESS) else "APP000"
+    if isinstance(exc, tg.NetworkError):  # includes TimedOut
+        return "API003"
     return None

@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import logging
-import time
 from datetime import UTC
 
 from telegram import Update
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
-from bot.errors import BotError
 from bot.features import Context, db, reply
 
-log = logging.getLogger(__name__)
 chat_log = logging.getLogger("chat")
-_last_warning = 0.0
 
 
 async def store(update: Update, context: Context) -> None:
-    """Runs first (group -1) for every message. Never replies: a down DB is logged, not announced."""
-    global _last_warning
+    """Runs first (group -1) for every message. Never replies and never waits for the database:
+    the message is queued, and the writer in bot.db logs (once a minute) what a down DB made it drop."""
     message = update.effective_message
     chat = update.effective_chat
     if message is None or chat is None:
@@ -28,18 +24,12 @@ async def store(update: Update, context: Context) -> None:
     text = message.text or message.caption
     who = {"chat_id": chat.id, "user_id": user.id if user else None}
     chat_log.info(text or f"<{_kind(message)}>", extra=who)
-    try:
-        await db(context).store_message(
-            {"id": chat.id, "type": chat.type, "title": chat.title or chat.full_name},
-            {"id": user.id, "username": user.username, "first_name": user.first_name,
-             "last_name": user.last_name} if user else None,
-            message.message_id, text, message.date,
-        )
-    except BotError as exc:
-        now = time.monotonic()
-        if now - _last_warning > 60:  # one line a minute while the DB is down, not one per message
-            _last_warning = now
-            log.warning("message not stored: %s", exc, extra={"code": exc.code, "chat_id": chat.id})
+    db(context).queue_message(
+        {"id": chat.id, "type": chat.type, "title": chat.title or chat.full_name},
+        {"id": user.id, "username": user.username, "first_name": user.first_name,
+         "last_name": user.last_name} if user else None,
+        message.message_id, text, message.date,
+    )
 
 
 def _kind(message) -> str:  # noqa: ANN001 - telegram.Message

@@ -98,7 +98,7 @@ def test_database_outage_mid_run(bot: Bot, pg_server) -> None:
         assert bot.say("/ping", chat_id=group, user_id=1102) == "pong"
         outage = [r for r in bot.records("error.log") if r["msg"].startswith("database unavailable")]
         assert len(outage) == 1 and outage[0]["code"] == "DB001"
-        assert len([r for r in bot.records() if r["msg"].startswith("message not stored")]) <= 1
+        assert len([r for r in bot.records() if r["msg"].startswith("messages not stored")]) <= 1
     finally:
         pg_server.start()
     deadline = time.monotonic() + 30

@@ -75,6 +75,29 @@ async def test_store_message_upserts_and_keeps_text_verbatim(database: Database,
     assert stored == weird.replace("\x00", "\ufffd")
 
 
+async def test_queued_messages_are_written_in_batches_and_visible_to_readers(database: Database) -> None:
+    now = datetime.now(UTC)
+    for i in range(1, 501):
+        database.queue_message(CHAT, {**USER, "id": 1000 + i % 7}, i, f"queued {i}", now)
+    # no explicit flush: readers flush first, so a reader never misses what was queued before it
+    stats = await database.chat_stats(CHAT["id"])
+    assert stats["messages"] == 500 and stats["users"] == 7
+    assert [r["text"] for r in await database.recent_messages(CHAT["id"], 2)] == ["queued 499", "queued 500"]
+
+
+async def test_queued_messages_during_an_outage_are_dropped_not_kept(database: Database, pg_server) -> None:
+    pg_server.stop()
+    try:
+        with pytest.raises(BotError):
+            await database.chat_stats(CHAT["id"])  # marks the database down
+        database.queue_message(CHAT, USER, 1, "lost", datetime.now(UTC))
+        with pytest.raises(BotError):
+            await database.flush()
+        await database.flush()  # nothing left to retry: the buffer does not grow during an outage
+    finally:
+        pg_server.start()
+
+
 async def test_queries_for_features(database: Database) -> None:
     now = datetime.now(UTC)
     for i in range(1, 6):

@@ -54,6 +54,8 @@ def http_status(status: int, text: str = "") -> httpx.HTTPStatusError:
     (tg.RetryAfter(timedelta(seconds=5)), "API001"), (tg.InvalidToken(), "API002"), (tg.TimedOut(), "API003"),
     (tg.NetworkError("reset"), "API003"), (tg.Forbidden("bot was blocked by the user"), "APP003"),
     (tg.BadRequest("message text is empty"), "APP000"),
+    (tg.BadRequest("Chat not found"), "APP003"),
+    (tg.BadRequest("Bad Request: not enough rights to send text messages to the chat"), "APP003"),
     (ImportError("no module named yt_dlp"), "APP002"),
     (PermissionError(errno.EACCES, "denied"), "APP003"),
     (MemoryError(), "APP004"),
