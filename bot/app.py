@@ -14,7 +14,7 @@ import httpx
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
 from telegram.error import TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes
+from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot import logs
 from bot.db import Database
@@ -72,6 +72,7 @@ def build_application(env: Env) -> Application:
         .media_write_timeout(120)
         .get_updates_connect_timeout(5)
         .get_updates_read_timeout(5)
+        .defaults(Defaults(allow_sending_without_reply=True))  # a deleted message must not lose the answer
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
