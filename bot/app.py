@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
-from telegram.error import TelegramError
+from telegram.error import InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot import logs
@@ -182,6 +182,13 @@ def run(env: Env) -> int:
         print(f"error: {exc} ({exc.code})", file=sys.stderr)
         raise SystemExit(2) from None
     log.info("starting long polling (timeout %s s)", env.poll_timeout)
-    app.run_polling(allowed_updates=Update.ALL_TYPES, timeout=env.poll_timeout,
-                    stop_signals=(signal.SIGINT, signal.SIGTERM))
+    try:
+        app.run_polling(allowed_updates=Update.ALL_TYPES, timeout=env.poll_timeout,
+                        stop_signals=(signal.SIGINT, signal.SIGTERM))
+    except (InvalidToken, NetworkError) as exc:  # at startup: getMe/deleteWebhook failed
+        code = classify(exc)
+        what = "Telegram rejected BOT_TOKEN" if code == "API002" else "cannot reach the Telegram Bot API"
+        log.error("cannot start: %s: %s", what, exc, extra={"code": code})
+        print(f"error: {what}: {exc} ({code})", file=sys.stderr)
+        raise SystemExit(2 if code == "API002" else 1) from None
     return 0

@@ -65,6 +65,22 @@ def test_a_broken_global_config_stops_startup_with_app001(tmp_path, sandbox, con
     assert errors[-1]["code"] == "APP001" and str(config) in errors[-1]["msg"]
 
 
+@pytest.mark.parametrize(("overrides", "status", "code"), [
+    ({"BOT_TOKEN": "123:not-a-valid-token"}, 2, "API002"),
+    ({"TELEGRAM_BASE_URL": "http://127.0.0.1:9/bot"}, 1, "API003"),
+])
+def test_startup_failures_of_the_bot_api_exit_with_a_code(tmp_path, sandbox, overrides: dict, status: int,
+                                                           code: str) -> None:
+    env = make_env(sandbox, "postgresql://nobody@127.0.0.1:1/none", tmp_path, **overrides)
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == status, result.stderr[-2000:]
+    assert f"({code})" in result.stderr
+    assert "Traceback" not in result.stderr
+    errors = [json.loads(line) for line in (tmp_path / "logs" / "error.log").read_text().splitlines()]
+    assert errors[-1]["code"] == code
+
+
 def test_build_application_needs_a_token(tmp_path) -> None:
     with pytest.raises(BotError) as info:
         build_application(Env.from_environ({"BOT_APP_DIR": str(tmp_path)}))
