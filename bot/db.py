@@ -159,9 +159,12 @@ class Database:
         """
         try:
             applied = await asyncio.to_thread(migrate, self.dsn)
-        except Exception as exc:
+        except (psycopg.OperationalError, OSError) as exc:  # cannot connect: still down
             log.debug("database probe failed: %s", exc)
             return False
+        except psycopg.Error as exc:  # connected, but e.g. no right to migrate: say so, use the DB as it is
+            log.error("database migrations failed: %s", exc, extra={"code": "APP001"})
+            applied = []
         if applied:
             log.info("database migrations applied: %s", ", ".join(applied))
         old, self.pool = self.pool, self._new_pool()

@@ -190,3 +190,30 @@ async def _tick() -> None:
     import asyncio
 
     await asyncio.sleep(0.05)  # yield to the probe task; the loop condition is what we wait for
+
+
+async def test_a_user_without_rights_to_migrate_still_gets_a_working_database(database_url: str,
+                                                                               caplog) -> None:
+    migrate(database_url)
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS bot_reader")
+        conn.execute("CREATE ROLE bot_reader LOGIN")
+        conn.execute("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO bot_reader")
+        conn.execute("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO bot_reader")
+        conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+        conn.execute("DELETE FROM schema_migrations")  # pretend a migration is pending
+    assert "://postgres@" in database_url
+    db = Database(database_url.replace("://postgres@", "://bot_reader@"))
+    try:
+        await db.open()
+        assert db.up  # the migration failed (logged as APP001), the database is still used
+        failed = [r for r in caplog.records if r.getMessage().startswith("database migrations failed")]
+        assert failed and failed[0].code == "APP001" and "permission denied" in failed[0].getMessage()
+        await db.store_message(CHAT, USER, 1, "works", datetime.now(UTC))
+        assert [r["text"] for r in await db.recent_messages(CHAT["id"], 5)] == ["works"]
+    finally:
+        await db.close()
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute("REASSIGN OWNED BY bot_reader TO CURRENT_USER")
+            conn.execute("DROP OWNED BY bot_reader")
+            conn.execute("DROP ROLE bot_reader")
