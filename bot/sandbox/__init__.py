@@ -16,5 +16,6 @@ the token's digits.
   markers [sandbox:401|429|quota|500|503|slow=N] in the last user message.
 - /weather/data/2.5/weather: Kyiv, Lviv, Odesa, Kharkiv, Dnipro, London, Paris, Berlin, New York, Tokyo
   (and aliases); appid "sandbox-weather-key"; unknown city 404.
-- /files/sample.mp4 (real 16x16 H.264), big.mp4 (60 MiB), slow.mp4?delay=N, video.html.
+- /files/sample.mp4 (real 16x16 H.264), big.mp4 (60 MiB), slow.mp4?delay=N, video.html,
+  cat.jpg (real 32x32 JPEG).
 """

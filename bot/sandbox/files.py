@@ -5,6 +5,7 @@
   followed by zeros; the body is bounded by that length and stops when the client goes away.
 - slow.mp4?delay=N: sample.mp4 after N seconds (N <= 60), for download timeouts.
 - video.html: an HTML page embedding sample.mp4 (<video> + og:video), for yt-dlp's generic extractor.
+- cat.jpg: a tiny real JPEG (image/jpeg, built in memory by jpeg.py) for /cat.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import html
 
 from aiohttp import web
 
+from bot.sandbox.jpeg import build_cat_jpeg
 from bot.sandbox.mp4 import STATIC_DIR
 
 BIG_SIZE = 60 * 1024 * 1024
@@ -70,8 +72,13 @@ async def video_page(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="text/html")
 
 
+async def cat(request: web.Request) -> web.Response:
+    return web.Response(body=build_cat_jpeg(), content_type="image/jpeg")
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/files/sample.mp4", sample)
     app.router.add_get("/files/big.mp4", big)
     app.router.add_get("/files/slow.mp4", slow)
     app.router.add_get("/files/video.html", video_page)
+    app.router.add_get("/files/cat.jpg", cat)

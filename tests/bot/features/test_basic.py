@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import httpx
 import pytest
 
 from bot.errors import BotError
 from bot.features.basic import COMMANDS, _fetch_image
+from bot.sandbox.jpeg import build_cat_jpeg
 from features.harness import Bot, unhandled
 
 
@@ -49,10 +52,11 @@ def test_unknown_command_echo_is_bounded(bot: Bot) -> None:
 
 
 def test_cat_sends_a_photo(bot: Bot) -> None:
-    if httpx.head(f"{bot.sandbox.url}/files/cat.jpg").status_code == 404:
-        pytest.skip("the sandbox does not serve /files/cat.jpg yet (SANDBOX's part)")
     item = bot.send("/cat", user_id=2006, method="sendPhoto,sendMessage")[0]
     assert item["method"] == "sendPhoto", item
+    # the bot fetched the sandbox's cat.jpg (GLOBAL_CONFIG above) and uploaded exactly those bytes
+    upload = item["params"]["photo"]
+    assert upload["sha256"] == hashlib.sha256(build_cat_jpeg()).hexdigest(), upload
     assert not unhandled(bot)
 
 

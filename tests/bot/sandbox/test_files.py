@@ -1,4 +1,5 @@
-"""Static files: yt-dlp (in-process, generic extractor) downloads the sample; the big file is refused."""
+"""Static files: yt-dlp (in-process, generic extractor) downloads the sample; the big file is refused;
+the cat picture is a JPEG."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import requests
 import yt_dlp
 
 from bot.sandbox.files import BIG_SIZE
+from bot.sandbox.jpeg import build_cat_jpeg
 from bot.sandbox.mp4 import STATIC_DIR
 
 LIMIT = 50 * 1024 * 1024
@@ -58,3 +60,13 @@ def test_unknown_file_is_404_and_bad_delay_400(sandbox):
     assert requests.get(f"{sandbox.url}/files/slow.mp4?delay=1000", timeout=10).status_code == 400
     response = requests.get(f"{sandbox.url}/files/slow.mp4?delay=0", timeout=10)
     assert response.content == (STATIC_DIR / "sample.mp4").read_bytes()
+
+
+def test_cat_jpg_is_the_generated_jpeg(sandbox):
+    response = requests.get(f"{sandbox.url}/files/cat.jpg", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "image/jpeg"
+    assert response.content == build_cat_jpeg()
+    assert response.content[:3] == b"\xff\xd8\xff" and response.content.endswith(b"\xff\xd9")
+    head = requests.head(f"{sandbox.url}/files/cat.jpg", timeout=10)
+    assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(response.content)
