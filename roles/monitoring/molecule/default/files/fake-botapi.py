@@ -3,7 +3,7 @@
 
 POST/GET /bot<token>/<method> -> {"ok": true, "result": {...}}; each call appended as one JSON line
 {"token", "method", "params"} to the log file. Tokens must look like Telegram's (<digits>:<35 chars>),
-otherwise 401 like the real API.
+otherwise 401 like the real API; chat_id -1 is a chat the bot never saw (400 chat not found, as Telegram).
 """
 
 import json
@@ -30,6 +30,9 @@ class Handler(BaseHTTPRequestHandler):
             self._answer(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
             return
         params.update(parse_qsl(urlsplit(self.path).query))
+        if str(params.get("chat_id")) == "-1":  # a chat the bot has never seen, as Telegram answers it
+            self._answer(400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"})
+            return
         with open(self.server.log_path, "a") as f:  # type: ignore[attr-defined]
             f.write(json.dumps({"token": m.group(1), "method": m.group(2), "params": params}) + "\n")
         self._answer(200, {"ok": True, "result": {"message_id": 1, "chat": {"id": params.get("chat_id")}}})

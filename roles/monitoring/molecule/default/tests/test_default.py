@@ -159,3 +159,23 @@ def test_no_token_means_no_alert(host, fresh):
         host.run(
             "rm -f /etc/psychochauffeur-monitoring/notoken.json /etc/psychochauffeur-monitoring/empty.env"
         )
+
+
+def test_refused_alert_is_logged_and_retried(host, fresh):
+    cfg = json.dumps({"alert_chat_id": "-1", "env_file": "/opt/psychochauffeur-bot/.env"})
+    host.run_test("echo %s > /etc/psychochauffeur-monitoring/unknown-chat.json", cfg)
+    host.run_test("chmod 644 /etc/psychochauffeur-monitoring/unknown-chat.json")
+    try:
+        set_health(host, "warning")
+        alerts = "/etc/psychochauffeur-monitoring/unknown-chat.json"
+        cmd = f"runuser -u psychochauffeur -- {SCRIPT} --alerts-config {alerts}"
+        for _ in range(2):  # not delivered, so not remembered as sent: the next run tries again
+            out = host.run(cmd)
+            assert out.rc == 1
+            assert (
+                "<3>alert to chat -1 refused by the Bot API (HTTP 400): Bad Request: chat not found"
+                in out.stdout
+            )
+            assert TOKEN not in out.stdout
+    finally:
+        host.run("rm -f /etc/psychochauffeur-monitoring/unknown-chat.json")
