@@ -85,17 +85,24 @@ async def test_queued_messages_are_written_in_batches_and_visible_to_readers(dat
     assert [r["text"] for r in await database.recent_messages(CHAT["id"], 2)] == ["queued 499", "queued 500"]
 
 
-async def test_queued_messages_during_an_outage_are_dropped_not_kept(database: Database, pg_server) -> None:
+async def test_queued_messages_during_an_outage_are_kept_and_stored_after_recovery(database: Database,
+                                                                                   pg_server) -> None:
     pg_server.stop()
     try:
         with pytest.raises(BotError):
             await database.chat_stats(CHAT["id"])  # marks the database down
-        database.queue_message(CHAT, USER, 1, "lost", datetime.now(UTC))
-        with pytest.raises(BotError):
+        database.queue_message(CHAT, USER, 1, "kept", datetime.now(UTC))
+        with pytest.raises(BotError) as info:
             await database.flush()
-        await database.flush()  # nothing left to retry: the buffer does not grow during an outage
+        assert info.value.code == "DB001"
+        assert database.pending == 1  # a failed flush keeps the rows for the writer's retry
     finally:
         pg_server.start()
+    deadline = time.monotonic() + 30
+    while database.pending and time.monotonic() < deadline:
+        await _tick()
+    assert database.pending == 0, "the writer did not store the buffered message after recovery"
+    assert [r["text"] for r in await database.recent_messages(CHAT["id"], 10)] == ["kept"]
 
 
 async def test_queries_for_features(database: Database) -> None:
