@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -236,6 +237,8 @@ def run_procedure(c, procedure, extra="", check=False, inventory=str(DEFAULT_INV
     if procedure not in procedures():
         raise Exit(f"unknown procedure {procedure!r}; known: {', '.join(procedures())}", code=2)
     RUNNER_DIR.mkdir(parents=True, exist_ok=True)
+    # ansible-runner stores extravars/cmdline in <dir>/env/ and reuses them when a later run passes none.
+    shutil.rmtree(RUNNER_DIR / "env", ignore_errors=True)
     result = ansible_runner.run(
         private_data_dir=str(RUNNER_DIR),
         project_dir=str(REPO),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -43,6 +45,9 @@ def run_playbook(
     import ansible_runner
 
     RUNNER_DIR.mkdir(parents=True, exist_ok=True)
+    # ansible-runner keeps extravars and cmdline in <dir>/env/ and reads them back on the next run when that
+    # run passes none: without this, one test's -e symptom=... or --check leaks into every later run.
+    shutil.rmtree(RUNNER_DIR / "env", ignore_errors=True)
     result = ansible_runner.run(
         private_data_dir=str(RUNNER_DIR),
         project_dir=str(REPO),
@@ -81,4 +86,22 @@ def host_sh(command: str, check: bool = True) -> subprocess.CompletedProcess:
 def psql(sql: str) -> str:
     return host_sh(
         f"runuser -u postgres -- psql -X -At -d psychochauffeur_bot -c {json.dumps(sql)}"
+    ).stdout.strip()
+
+
+START_PROBE = """
+import sys
+from bot.sandbox.client import SandboxClient
+client = SandboxClient("http://127.0.0.1:8081")
+after = client.last_sent_id()
+client.push("/start", chat_id=4711, user_id=4711, chat_type="private", username="opsprobe")
+reply = client.wait_for(4711, count=1, timeout=60, after=after, method="sendMessage")[0]
+print(reply["text"])
+"""
+
+
+def start_reply() -> str:
+    """Push /start through the host's sandbox (fake Telegram) and return the live bot's reply text."""
+    return host_sh(
+        f"/opt/psychochauffeur-bot/current/venv/bin/python -c {shlex.quote(START_PROBE)}"
     ).stdout.strip()

@@ -22,7 +22,7 @@ def test_corrupt_dump_fails_verification(lab_host, corruption):
     host_sh(f"cp -a {dump} /root/good.dump")
     damage = {
         "flip": f"printf '\\xff\\xff\\xff\\xff' | dd of={dump} bs=1 seek=200 conv=notrunc status=none",
-        "truncate": f"truncate -s 50% {dump}",
+        "truncate": f"truncate -s $(( $(stat -c %s {dump}) / 2 )) {dump}",
         "empty": f": > {dump}",
     }[corruption]
     host_sh(damage)

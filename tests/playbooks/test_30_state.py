@@ -15,10 +15,27 @@ def test_second_run_changes_nothing(lab_host, playbook):
     assert second.rc == 0 and second.changed == 0, second.changed_tasks
 
 
+def _host_state() -> str:
+    """What a --check run must leave alone: live release, releases, history, config, the bot's process."""
+    return host_sh(
+        "readlink /opt/psychochauffeur-bot/current; ls /opt/psychochauffeur-bot/releases;"
+        " cat /opt/psychochauffeur-bot/release-history 2>/dev/null; sha256sum < " + CONFIG + ";"
+        " systemctl show --property=MainPID --value psychochauffeur-bot"
+    ).stdout
+
+
 def test_check_mode_is_safe(lab_host):
-    for playbook in ["update", "rollback", "db-maintenance", "weekly", "config-restore"]:
-        run = run_playbook(playbook, check=True)
-        assert run.rc in (0, 2), (playbook, run.stdout[-2000:])
+    """--check runs end without error and change nothing on the host (rollback --check: test_60)."""
+    before = _host_state()
+    for playbook, extra in [
+        ("update", {}),
+        ("db-maintenance", {}),
+        ("weekly", {}),
+        ("config-restore", {"reset": "true"}),
+    ]:
+        run = run_playbook(playbook, extra, check=True)
+        assert run.rc == 0, (playbook, run.stdout[-2000:])
+        assert _host_state() == before, playbook
 
 
 def test_config_reset_and_restore(lab_host):

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 import pytest
-from pbhelpers import HOST, REPO, host_sh, psql, run_playbook
+from pbhelpers import HOST, REPO, host_sh, psql, run_playbook, start_reply
 
 
 def current() -> str:
@@ -47,6 +47,7 @@ def test_update_happy_path(releases):
     run = update("ops-good-1", releases["good"])
     assert run.rc == 0, run.stdout[-4000:]
     assert current() == "ops-good-1"
+    assert start_reply()
     assert host_sh("cat /opt/psychochauffeur-bot/release-history").stdout.split()[-2:] == [
         before,
         "ops-good-1",
@@ -94,6 +95,7 @@ def test_broken_release_rolls_back(releases):
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
     assert psql("select to_regclass('ops_broken_marker') is null") == "t"  # the pre-update dump was restored
     assert run_playbook("verify").rc == 0  # bot answering: health, getMe, DB query
+    assert start_reply()  # and a user's /start gets an answer through the (fake) Telegram API
 
 
 def test_rollback_twice(releases):
@@ -108,4 +110,6 @@ def test_rollback_twice(releases):
     assert named.rc == 0 and current() == "ops-good-3"
     again = run_playbook("rollback", {"release": "ops-good-3"})
     assert again.rc == 0 and again.changed == 0, again.changed_tasks
+    dry = run_playbook("rollback", check=True)  # would go back to history[-2], changes nothing
+    assert dry.rc == 0 and current() == "ops-good-3", dry.stdout[-2000:]
     assert run_playbook("rollback", {"release": "no-such-release"}).rc != 0
