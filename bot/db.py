@@ -124,6 +124,7 @@ class Database:
         self._last_retry_log = 0.0
         self._config_cache: dict[int, tuple[float, dict[str, Any]]] = {}
         self._config_loads: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._config_changes = 0  # counts set_chat_config calls: a load older than one is not cached
         self.config_ttl = 30.0
 
     # lifecycle ------------------------------------------------------------------------------------
@@ -407,11 +408,13 @@ class Database:
             done.exception()  # retrieved here, so a load nobody waits for any more logs no warning
 
     async def _load_chat_config(self, chat_id: int) -> dict[str, Any]:
+        changes = self._config_changes
         async with self.connection() as conn:
             cur = await conn.execute("SELECT config FROM chats WHERE chat_id = %s", (chat_id,))
             row = await cur.fetchone()
         config = row[0] if row and isinstance(row[0], dict) else {}
-        self._config_cache[chat_id] = (time.monotonic(), config)
+        if changes == self._config_changes:  # else it may have read the value from before a change
+            self._config_cache[chat_id] = (time.monotonic(), config)
         return config
 
     async def set_chat_config(self, chat_id: int, chat_type: str, key: str, value: Any | None) -> None:
@@ -428,6 +431,7 @@ class Database:
                     " updated_at = now()",
                     {"c": chat_id, "t": chat_type, "cfg": Jsonb({key: value})},
                 )
+        self._config_changes += 1
         self._config_cache.pop(chat_id, None)
         self._config_loads.pop(chat_id, None)  # a load running now may have read the old value
 

@@ -42,10 +42,28 @@ def openai_client(context: Context) -> AsyncOpenAI | None:
     return context.bot_data.get("openai")
 
 
+SETTINGS_CACHE_MAX = 10_000  # chats; beyond that the cache starts over (a rebuild is cheap, just not free)
+
+
 async def chat_settings(context: Context, chat_id: int) -> ChatSettings:
-    """Global defaults + the chat layer; when the DB is down the defaults (or cached layer) apply."""
+    """Global defaults + the chat layer; when the DB is down the defaults (or cached layer) apply.
+
+    Built once per chat and reused while both sources are the very same objects: Database.chat_config
+    returns a new dict whenever it (re)loads the layer (after /config set/reset, after its TTL), and
+    the global config is replaced, never changed in place. Building (validating every key) for every
+    group text message was a fifth of the bot's CPU in a burst.
+    """
     layer = await db(context).chat_config(chat_id, strict=False)
-    return ChatSettings.from_layers(config(context), layer)
+    global_cfg = config(context)
+    cache: dict[int, tuple[Any, Any, ChatSettings]] = context.bot_data.setdefault("chat_settings", {})
+    hit = cache.get(chat_id)
+    if hit is not None and hit[0] is global_cfg and hit[1] is layer:
+        return hit[2]
+    settings = ChatSettings.from_layers(global_cfg, layer)
+    if len(cache) >= SETTINGS_CACHE_MAX:
+        cache.clear()
+    cache[chat_id] = (global_cfg, layer, settings)  # holding the sources keeps their identity unique
+    return settings
 
 
 def split_text(text: str, limit: int = MessageLimit.MAX_TEXT_LENGTH) -> list[str]:

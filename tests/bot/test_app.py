@@ -109,12 +109,13 @@ def test_database_outage_mid_run(bot: Bot, pg_server) -> None:
         # features that do not need the database keep working without it
         assert bot.say("/weather Odesa", user_id=1102).startswith("🌤 Odesa")
         assert bot.say("/ask still there?", user_id=1102) == "Sandbox answer: User 1102: still there?"
-        for i in range(20):  # plain messages are dropped quietly (a warning a minute, not a line each)
-            bot.client.push(f"lost {i}", chat_id=group, user_id=1103)
+        for i in range(20):  # plain messages stay buffered (a warning a minute, not a line each)
+            bot.client.push(f"during outage {i}", chat_id=group, user_id=1103)
         assert bot.say("/ping", chat_id=group, user_id=1102) == "pong"
         outage = [r for r in bot.records("error.log") if r["msg"].startswith("database unavailable")]
         assert len(outage) == 1 and outage[0]["code"] == "DB001"
-        assert len([r for r in bot.records() if r["msg"].startswith("messages not stored")]) <= 1
+        buffered = [r for r in bot.records() if "buffered, not stored yet" in r["msg"]]
+        assert len(buffered) <= 1 and all(r["code"] == "DB001" for r in buffered)
     finally:
         pg_server.start()
     deadline = time.monotonic() + 30
@@ -129,6 +130,13 @@ def test_database_outage_mid_run(bot: Bot, pg_server) -> None:
     bot.quiet_after("barrier", chat_id=group, user_id=1103)
     stored = bot.query("SELECT count(*) FROM messages WHERE chat_id = %s AND text = 'stored again'", (group,))
     assert stored == [(1,)]
+    # the messages sent while the database was down were kept and stored after the recovery, each once
+    during = ("SELECT text FROM messages WHERE chat_id = %s AND text LIKE 'during outage %%'"
+              " ORDER BY message_id")
+    deadline = time.monotonic() + 30
+    while len(rows := bot.query(during, (group,))) < 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert [r[0] for r in rows] == [f"during outage {i}" for i in range(20)]
     assert not unhandled(bot)
 
 

@@ -101,3 +101,18 @@ def test_chat_member_lookup_failure_is_reported(bot: Bot) -> None:
     assert reply.startswith("⚠️") and reply.endswith("(API003)"), reply
     assert chat_config(bot, chat) == {}
     assert not unhandled(bot)
+
+
+def test_a_change_applies_to_the_very_next_message(bot: Bot) -> None:
+    """The built settings are cached per chat: /config set and reset must not leave a stale copy."""
+    chat, member = -9020, 9020
+    assert bot.quiet_after("warming the settings cache", chat_id=chat, user_id=member) == []
+    for setting in ("random_reply_min_messages 1", "random_reply_probability 1", "random_reply_enabled true"):
+        assert bot.say(f"/config set {setting}", chat_id=chat, user_id=ADMIN_ID).startswith("✅")
+    answer = bot.say("anyone here", chat_id=chat, user_id=member)
+    assert answer.startswith("Sandbox answer:") and answer.endswith("anyone here")
+    assert bot.say("/config set gpt_enabled false", chat_id=chat, user_id=ADMIN_ID).startswith("✅")
+    assert bot.quiet_after("still anyone here", chat_id=chat, user_id=member) == []
+    assert bot.say("/config reset gpt_enabled", chat_id=chat, user_id=ADMIN_ID).startswith("✅")
+    assert bot.say("and now", chat_id=chat, user_id=member).endswith("and now")
+    assert not unhandled(bot)
