@@ -114,7 +114,7 @@ def test_bot_runs_the_current_release_as_the_service_user_once(host, releases):
     assert sh(host, f"readlink /proc/{pid}/cwd").strip() == current
     assert sh(host, f"ps -o user= -p {pid}").strip() == "psychochauffeur"
     # exactly one poller for the token
-    assert sh(host, "pgrep -c -f -- '-m bot run'").strip() == "1"
+    assert sh(host, "pgrep -c -u psychochauffeur -f -- '-m bo[t] run'").strip() == "1"
 
 
 def test_no_tcp_listener_but_the_loopback_sandbox(host):
