@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -34,6 +35,11 @@ class Run:
     stats: dict = field(default_factory=dict)
 
     @property
+    def text(self) -> str:
+        """stdout without colours, whitespace collapsed (the yaml callback wraps long messages)."""
+        return " ".join(re.sub(r"\x1b\[[0-9;]*m", "", self.stdout).split())
+
+    @property
     def changed(self) -> int:
         return sum((self.stats.get("changed") or {}).values())
 
@@ -54,7 +60,7 @@ def run_playbook(
         playbook=f"playbooks/{name}.yml",
         inventory=str(REPO / "inventories" / "lab"),
         extravars=extravars or {},
-        limit=limit,
+        limit=limit or None,
         cmdline=" ".join(filter(None, ["--check --diff" if check else "", cmdline])) or None,
         envvars={
             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),

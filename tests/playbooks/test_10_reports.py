@@ -38,7 +38,7 @@ def test_diagnose(lab_host, symptom):
 def test_diagnose_unknown_symptom(lab_host):
     run = run_playbook("diagnose", {"symptom": "gremlins"})
     assert run.rc != 0
-    assert "unknown symptom 'gremlins'" in run.stdout
+    assert "unknown symptom 'gremlins'" in run.text
 
 
 def test_outage(lab_host):
@@ -69,6 +69,6 @@ def test_security_checks_detect_changed_file(lab_host):
     host_sh("echo tampered >> /opt/psychochauffeur-bot/config/global/global_config.json.extra")
     try:
         run = run_playbook("security-checks")
-        assert run.rc != 0 and "global_config.json.extra" in run.stdout
+        assert run.rc != 0 and "global_config.json.extra" in run.text
     finally:
         host_sh("rm -f /opt/psychochauffeur-bot/config/global/global_config.json.extra")

@@ -29,7 +29,7 @@ def test_corrupt_dump_fails_verification(lab_host, corruption):
     try:
         assert run_playbook("verify-backup").rc != 0
         refused = run_playbook("restore")
-        assert refused.rc != 0 and "refusing to restore" in refused.stdout
+        assert refused.rc != 0 and "refusing to restore" in refused.text
         assert (
             host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
         )  # nothing stopped

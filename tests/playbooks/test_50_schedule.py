@@ -23,8 +23,8 @@ def test_cron_entries_rendered_and_runnable(lab_host, tmp_path):
             {"name": "broken", "procedure": "diagnose", "minute": "5", "hour": "7", "limit": HOST},
         ],
     }
-    assert run_playbook("schedule", extravars, limit="localhost").rc == 0
-    again = run_playbook("schedule", extravars, limit="localhost")
+    assert run_playbook("schedule", extravars, limit="").rc == 0
+    again = run_playbook("schedule", extravars, limit="")
     assert again.rc == 0 and again.changed == 0, again.changed_tasks
     lines = [line for line in cron.read_text().splitlines() if line and not line.startswith("#")]
     daily = next(line for line in lines if " daily daily " in line)

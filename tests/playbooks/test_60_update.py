@@ -90,7 +90,7 @@ def test_broken_release_rolls_back(releases):
     before = current()
     run = update("ops-broken-1", releases["broken"])
     assert run.rc != 0
-    assert f"rolled back to {before}" in run.stdout
+    assert f"rolled back to {before}" in run.text
     assert current() == before
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
     assert psql("select to_regclass('ops_broken_marker') is null") == "t"  # the pre-update dump was restored
@@ -112,4 +112,7 @@ def test_rollback_twice(releases):
     assert again.rc == 0 and again.changed == 0, again.changed_tasks
     dry = run_playbook("rollback", check=True)  # would go back to history[-2], changes nothing
     assert dry.rc == 0 and current() == "ops-good-3", dry.stdout[-2000:]
-    assert run_playbook("rollback", {"release": "no-such-release"}).rc != 0
+    unknown = run_playbook("rollback", {"release": "no-such-release"})
+    assert unknown.rc != 0 and "nothing was changed" in unknown.text
+    assert current() == "ops-good-3"
+    assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"

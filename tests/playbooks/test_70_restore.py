@@ -37,4 +37,4 @@ def test_restore_single_table(lab_host):
 
 def test_restore_rejects_bad_table_name(lab_host):
     run = run_playbook("restore", {"tables": "users; drop table chats"})
-    assert run.rc != 0 and "tables must be comma-separated table names" in run.stdout
+    assert run.rc != 0 and "tables must be comma-separated table names" in run.text

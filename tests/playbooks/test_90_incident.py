@@ -9,7 +9,7 @@ from pbhelpers import REPO, host_sh, run_playbook
 
 def test_incident_needs_confirmation(lab_host):
     run = run_playbook("incident")
-    assert run.rc != 0 and "-e confirm=yes" in run.stdout
+    assert run.rc != 0 and "-e confirm=yes" in run.text
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
 
 
