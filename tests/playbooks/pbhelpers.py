@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 HOST = os.environ.get("PLAYBOOKS_LAB_HOST", "pb1")
-RUNNER_DIR = REPO / ".cache" / "runner-tests"
+RUNNER_DIR = REPO / ".cache" / f"runner-tests-{HOST}"  # one per lab host: sessions may run side by side
 RUNS: dict[str, list[int]] = {}  # playbook name -> exit codes of its ansible-runner runs this session
 
 

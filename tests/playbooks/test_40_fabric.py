@@ -22,7 +22,8 @@ def test_status_logs_health_restart(lab_host):
     )
     assert fab("logs", "--limit", lab_host, "--lines", "5").returncode == 0
     assert fab("logs", "--errors", "--limit", lab_host).returncode == 0
-    assert fab("health", "--limit", lab_host).returncode == 0
+    health = fab("health", "--limit", lab_host)  # a WARNING (busy test machine) is not a failure
+    assert health.returncode == 0 and "health: " in health.stdout, health.stdout + health.stderr
     restart = fab("restart", "--limit", lab_host)
     assert restart.returncode == 0 and restart.stdout.strip().endswith("active")
 
