@@ -29,26 +29,28 @@ image: deps venv ## Build (once, cached under .lab/) the Debian 12 lab image
 	$(PY) -m lab image
 	$(PY) -m lab image --variant postgres
 
-lint: venv ## ruff + ansible-lint (production profile)
-	$(BIN)/ruff check .
-	$(BIN)/ansible-lint
+PARTS := $(PY) scripts/test_parts.py
 
-test-bot: deps venv ## Bot unit/e2e tests against a real PostgreSQL and the sandbox
-	$(PYTEST) tests/bot
+lint: deps venv ## ruff + ansible-lint (production profile)
+	$(PARTS) lint
 
-test-lab: image ## The lab tool itself: boot, SSH, apt proxy, teardown
-	$(PYTEST) tests/lab
+test-bot: deps venv ## Bot unit/e2e tests against a real PostgreSQL and the sandbox, runbook coverage map
+	$(PARTS) bot
 
-test-roles: image ## molecule test for every role on lab hosts
-	scripts/molecule-all.sh
+test-lab: deps venv ## The lab tool itself: boot, SSH, apt proxy, two checkouts side by side, teardown
+	$(PARTS) lab
 
-test-infra: image ## site.yml on a fresh lab host + whole-host testinfra suite
-	@if [ -d tests/infra ]; then $(PYTEST) tests/infra; else echo "tests/infra: none yet"; fi
+test-roles: deps venv ## molecule test for every role on lab hosts (ROLES="bot backup" for some)
+	$(PARTS) $(if $(ROLES),$(addprefix roles:,$(ROLES)),roles)
 
-test-playbooks: image ## every runbook procedure playbook on a converged lab host
-	@if [ -d tests/playbooks ]; then $(PYTEST) tests/playbooks; else echo "tests/playbooks: none yet"; fi
+test-infra: deps venv ## site.yml on a fresh lab host + whole-host testinfra suite
+	$(PARTS) infra
 
-test: deps venv lint test-bot test-lab test-roles test-infra test-playbooks ## Every test suite of the repo
+test-playbooks: deps venv ## every runbook procedure playbook, on two converged lab hosts (pb1, pb2)
+	$(PARTS) playbooks
+
+test: deps venv ## Every test suite of the repo, parts side by side (logs in .cache/test-logs/, summary at the end)
+	$(PARTS)
 
 demo: image ## Boot a lab host, converge site.yml, show the bot answering through the sandbox
 	scripts/demo.sh

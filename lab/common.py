@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -16,6 +17,11 @@ HOME = Path(os.environ.get("LAB_HOME") or REPO / ".lab")
 HOSTS_DIR = HOME / "hosts"
 IMAGES_DIR = HOME / "images"
 SSH_KEY = HOME / "ssh" / "id_ed25519"
+# Machine-wide names (network namespaces, cgroups, nspawn machine names) carry a prefix derived from the lab
+# home, so two checkouts can run hosts of the same name side by side; LAB_SCOPE overrides it.
+SCOPE = os.environ.get("LAB_SCOPE") or hashlib.sha256(str(HOME.resolve()).encode()).hexdigest()[:4]
+# Locks for what every checkout on this machine shares: veth names, addresses, the bridge, the apt proxy.
+MACHINE_LOCKS = Path("/run/lab")
 RECIPE_DIR = Path(__file__).resolve().parent / "recipe"
 
 

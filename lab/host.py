@@ -15,6 +15,7 @@ from lab.common import (
     HOME,
     HOSTS_DIR,
     REPO,
+    SCOPE,
     SSH_KEY,
     LabError,
     locked,
@@ -46,6 +47,11 @@ SSH_OPTIONS = [
 def check_name(name: str) -> None:
     if not NAME_RE.match(name):
         raise LabError(f"bad host name '{name}': use a-z, 0-9 and '-', start with a letter, at most 31 chars")
+
+
+def machine_name(name: str) -> str:
+    """The host's name for the machine (nspawn, cgroups): unique across checkouts."""
+    return f"{SCOPE}-{name}"
 
 
 def host_dir(name: str) -> Path:
@@ -109,7 +115,7 @@ def _cgroup_dirs(name: str) -> list[Path]:
         bases = [root]
     else:  # v1 or hybrid (this machine): nspawn uses name=systemd and, if mounted, the v2 "unified" tree
         bases = [p for p in (root / "systemd", root / "unified") if (p / "cgroup.procs").exists()]
-    return [b / "lab" / name for b in bases]
+    return [b / "lab" / machine_name(name) for b in bases]
 
 
 def _cgroup_pids(d: Path) -> list[int]:
@@ -190,7 +196,8 @@ def _launch(state: dict) -> int:
         "-D",
         root,
         "-M",
-        name,
+        machine_name(name),
+        f"--hostname={name}",
         f"--network-namespace-path=/run/netns/{state['link']['netns']}",
         # The host owns its netns: it may manage it (nftables, net.* sysctls) as with --private-network;
         # SYSTEMD_NSPAWN_API_VFS_WRITABLE=network below leaves /proc/sys/net writable.
@@ -314,7 +321,11 @@ def _reserve(name: str, variant: str, bridge: bool, groups: list[str], reuse: bo
         if d.exists():
             raise LabError(f"name in use: {d} exists without state; remove it or pick another name")
         link = net.allocate(name, bridge)
-        d.mkdir(parents=True)
+        try:
+            d.mkdir(parents=True)
+        except BaseException:
+            net.destroy(link.to_dict())
+            raise
         state = {
             "name": name,
             "image": variant,
@@ -366,7 +377,6 @@ def up(
             state["lower"] = str(lower)
             save(state)
             _prepare_tree(state)
-            net.create(net.Link(**state["link"]))
             state["pid"] = _launch(state)
             save(state)
             progress(f"{n}: root ready, booting ({time.monotonic() - t0:.1f} s), {state['address']}")
@@ -405,7 +415,7 @@ def down(names_: list[str]) -> None:
                 os.kill(state["pid"], signal.SIGKILL)
         _cgroup_clean(n)
         net.destroy(state["link"])
-        propagate = Path("/run/systemd/nspawn/propagate") / n
+        propagate = Path("/run/systemd/nspawn/propagate") / machine_name(n)
         if propagate.is_dir():
             propagate.rmdir()
         root = Path(state["root"])

@@ -2,8 +2,10 @@
 
 Default: a private /30 per host (control node .1, host .2) from LAB_SUBNET (10.213.0.0/16).
 With ``--bridge`` the host's veth is a port of the shared bridge ``labbr0`` (LAB_BRIDGE_SUBNET,
-10.214.0.0/24, control node .1), so hosts reach each other. Allocation happens under a file lock,
-so several users may run ``up`` at once.
+10.214.0.0/24, control node .1), so hosts reach each other. Veth names, addresses and the bridge are
+shared by every checkout on the machine: a slot is picked and its veth created under one machine-wide lock
+(/run/lab/net.lock), so several users and checkouts may run ``up`` at once; the namespace name carries the
+checkout's SCOPE.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab.common import HOSTS_DIR, LabError, run
+from lab.common import HOSTS_DIR, MACHINE_LOCKS, SCOPE, LabError, locked, run
 
 SUBNET = ipaddress.ip_network(os.environ.get("LAB_SUBNET", "10.213.0.0/16"))
 BRIDGE_SUBNET = ipaddress.ip_network(os.environ.get("LAB_BRIDGE_SUBNET", "10.214.0.0/24"))
@@ -56,8 +58,20 @@ def _addresses_in_use() -> set[str]:
 
 
 def allocate(name: str, bridge: bool) -> Link:
-    """Pick a free slot. Call with the hosts lock held; the caller records the result in state.json."""
-    netns = f"lab-{name}"
+    """Pick a free slot and create its namespace and veth pair. Call with the hosts lock held; the caller
+    records the result in state.json (and calls destroy() if it cannot)."""
+    with locked(MACHINE_LOCKS / "net.lock"):
+        link = _pick(f"lab-{SCOPE}-{name}", bridge)
+        try:
+            create(link)
+        except BaseException:
+            destroy(link.to_dict())
+            raise
+    return link
+
+
+def _pick(netns: str, bridge: bool) -> Link:
+    """A free slot: not in this checkout's states, and its veth and addresses unused on the machine."""
     in_use = _addresses_in_use()
     if bridge:
         hosts = list(BRIDGE_SUBNET.hosts())
@@ -124,6 +138,8 @@ def destroy(link: dict) -> None:
 
 
 def drop_bridge_if_unused() -> None:
-    """Call with the hosts lock held, after the host's state is gone."""
-    if not _taken("bridge") and Path(f"/sys/class/net/{BRIDGE}").exists():
-        run(["ip", "link", "del", BRIDGE], capture=True)
+    """Remove the bridge once no veth (of any checkout) is a port of it."""
+    with locked(MACHINE_LOCKS / "net.lock"):
+        ports = Path(f"/sys/class/net/{BRIDGE}/brif")
+        if ports.is_dir() and not any(ports.iterdir()):
+            run(["ip", "link", "del", BRIDGE], capture=True)

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from lab.aptsources import SUITE, machine_proxy, machine_sources
-from lab.common import HOME, LabError, locked, progress, require_tools, run
+from lab.common import MACHINE_LOCKS, LabError, locked, progress, require_tools, run
 
 PORT = 3142
 ACNG = "/usr/sbin/apt-cacher-ng"
@@ -40,7 +40,7 @@ def ensure() -> None:
     if answering():
         return
     require_tools("apt-cacher-ng", "start-stop-daemon")
-    with locked(HOME / "proxy.lock"):
+    with locked(MACHINE_LOCKS / "proxy.lock"):
         if answering():
             return
         progress(f"starting apt-cacher-ng on port {PORT}")

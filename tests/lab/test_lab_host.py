@@ -11,6 +11,8 @@ from pathlib import Path
 from lab_helpers import REPO, down_quietly, lab, ssh, status
 
 from lab import image
+from lab.common import HOSTS_DIR
+from lab.host import machine_name
 
 
 def test_systemd_reaches_running(hosts):
@@ -134,9 +136,9 @@ def _traces(state: dict) -> dict[str, bool]:
         "nspawn": bool(pids),
         "tree": Path(state["root"]).exists(),
         "mount": state["root"] in Path("/proc/self/mountinfo").read_text(),
-        "state": (REPO / ".lab" / "hosts" / state["name"]).exists(),
+        "state": (HOSTS_DIR / state["name"]).exists(),
         "cgroup": any(
-            Path(base, "lab", state["name"]).exists()
+            Path(base, "lab", machine_name(state["name"])).exists()
             for base in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
         ),
     }
@@ -163,10 +165,26 @@ def test_bridge_hosts_reach_each_other_and_down_leaves_nothing_behind():
             left = {k: v for k, v in _traces(s).items() if v}
             assert not left, f"{s['name']} left {left}"
         assert not Path(f"/proc/{pid}").exists() or b"nspawn" not in Path(f"/proc/{pid}/cmdline").read_bytes()
-        others_bridged = [
-            s for s in json.loads(lab("status", "--json").stdout) if s["link"]["mode"] == "bridge"
-        ]
-        if not others_bridged:
-            assert not Path("/sys/class/net/labbr0").exists()
+        ports = Path("/sys/class/net/labbr0/brif")  # other checkouts' bridged hosts may still use it
+        assert not ports.exists() or any(ports.iterdir())
     finally:
         down_quietly(*names, "lab5")
+
+
+def test_two_checkouts_run_hosts_of_the_same_name(lab1, tmp_path):
+    """A second lab home (another checkout) boots its own 'lab1' while ours runs; each keeps its own."""
+    other = tmp_path / "lab-home"
+    other.mkdir()
+    (other / "images").symlink_to(image.IMAGES_DIR)  # share the built image, nothing else
+    env = {**os.environ, "LAB_HOME": str(other)}
+    try:
+        lab("up", "lab1", env=env)
+        theirs = json.loads(lab("status", "--json", "lab1", env=env).stdout)[0]
+        assert theirs["link"]["netns"] != lab1["link"]["netns"]
+        assert theirs["address"] != lab1["address"]
+        assert ssh(theirs, "hostname").stdout.strip() == "lab1"
+        lab("down", "lab1", env=env)
+        assert status("lab1")["lab1"]["running"]
+        assert ssh(lab1, "true").returncode == 0
+    finally:
+        lab("down", "lab1", "--missing-ok", env=env, check=False)
