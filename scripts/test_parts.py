@@ -113,7 +113,9 @@ class Runner:
     def __init__(self, todo: list[Part], lab_slots: int, tail: int) -> None:
         self.todo = sorted(todo, key=lambda p: -p.rank)
         self.stream = len(todo) == 1  # one part: its output goes to the terminal too
-        self.lab_slots = threading.Semaphore(lab_slots)
+        self.free_slots = lab_slots
+        self.slot_freed = threading.Condition()
+        self.queue = [p for p in self.todo if p.lab]  # lab parts waiting for a slot, longest first
         self.tail = tail
         self.t0 = time.monotonic()
         self.lock = threading.Lock()
@@ -152,10 +154,17 @@ class Runner:
         if part.lab:
             self.image_ready.wait()
             if self.image_failed:
+                with self.slot_freed:
+                    self.queue.remove(part)
+                    self.slot_freed.notify_all()
                 part.state, part.rc = "skipped", None
                 self.say(f"{part.name}: skipped (the lab image failed)")
                 return
-            self.lab_slots.acquire()
+            with self.slot_freed:  # the longest waiting part gets the next free slot
+                self.slot_freed.wait_for(lambda: self.free_slots > 0 and self.queue[0] is part)
+                self.queue.pop(0)
+                self.free_slots -= 1
+                self.slot_freed.notify_all()
         try:
             if self.interrupted:
                 part.state = "skipped"
@@ -180,7 +189,9 @@ class Runner:
                     print("----", flush=True)
         finally:
             if part.lab:
-                self.lab_slots.release()
+                with self.slot_freed:
+                    self.free_slots += 1
+                    self.slot_freed.notify_all()
 
     def build_image(self) -> None:
         py = BIN / "python"
