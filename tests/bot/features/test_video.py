@@ -7,6 +7,8 @@ from urllib.parse import quote
 
 import pytest
 
+from bot.features.video import extractors_for, ydl_options
+from bot.settings import default_global_config
 from features.harness import Bot, private_sandbox, start_bot, unhandled
 
 MAX_MB = 8
@@ -155,3 +157,23 @@ def test_a_timed_out_download_keeps_its_slot_until_it_stopped(bot: Bot) -> None:
         assert "took too long" in items[0]["params"]["text"], items
     # one download at a time: its page request and its file request, never a second download's
     assert wait_closed(bot, "slot", 3)["max"] <= 2, stream(bot, "slot")
+
+
+@pytest.mark.parametrize("sandbox_mode", [False, True])
+def test_only_the_supported_sites_extractors_are_loaded(tmp_path, sandbox_mode: bool) -> None:
+    """Link posts and unknown pages reach yt-dlp's generic extractor only in sandbox mode."""
+    import threading
+
+    import yt_dlp
+
+    from bot.features.video import _YtLogger
+
+    extractors = extractors_for(default_global_config()["video"], sandbox_mode)
+    proxy = "http://127.0.0.1:9"
+    options = ydl_options(tmp_path, 2**20, 5, proxy, extractors, threading.Event(), _YtLogger())
+    with yt_dlp.YoutubeDL(options) as ydl:
+        loaded = {name.lower() for name in ydl._ies}
+    assert {"youtube", "tiktok", "instagram", "twitter", "facebook", "vimeo", "reddit"} <= loaded
+    assert ("generic" in loaded) is sandbox_mode
+    assert not {"bandcamp", "soundcloud", "dailymotion"} & loaded, loaded
+    assert options["proxy"] == proxy
