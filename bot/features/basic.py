@@ -121,5 +121,5 @@ def register(app: Application) -> None:
 
 
 def register_fallback(app: Application) -> None:
-    """Registered after every feature so real commands win."""
-    app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
+    """Registered after every feature so real commands win; edited commands (those skip them) are ignored."""
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, unknown_command))

@@ -291,11 +291,16 @@ async def video_command(update: Update, context: Context) -> None:
     if len(args) != 1:
         await reply(update, "Usage: /video <link> — for example: /video https://vimeo.com/76979871")
         return
+    if not (await chat_settings(context, update.effective_chat.id)).video_enabled:
+        await reply(update, "🎬 Video downloads are switched off in this chat (video_enabled = false).")
+        return
     await handle_url(update, context, args[0], explicit=True)
 
 
 def register(app: Application) -> None:
     cfg = app.bot_data["config"].get("video", {})
     links = HasVideoLink(list(cfg.get("allowed_domains", [])), app.bot_data["env"].sandbox)
-    app.add_handler(CommandHandler("video", video_command, block=False))
-    app.add_handler(MessageHandler(~filters.COMMAND & links, on_link, block=False))
+    # New messages only: an edited message must not download (and post) the video again.
+    app.add_handler(CommandHandler("video", video_command, filters=filters.UpdateType.MESSAGE, block=False))
+    new_links = filters.UpdateType.MESSAGE & ~filters.COMMAND & links
+    app.add_handler(MessageHandler(new_links, on_link, block=False))

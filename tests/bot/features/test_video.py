@@ -92,7 +92,16 @@ def test_options_and_shell_syntax_are_data_not_commands(bot: Bot, args: str) -> 
 def test_video_disabled_per_chat(bot: Bot) -> None:
     assert bot.say("/config set video_enabled false", user_id=4010).startswith("✅")
     assert bot.quiet_after(f"{bot.sandbox.url}/files/sample.mp4", user_id=4010) == []
+    url = f"{bot.sandbox.url}/files/sample.mp4"
+    reply = bot.say(f"/video {url}", user_id=4010, method="sendVideo,sendMessage")
+    assert reply == "🎬 Video downloads are switched off in this chat (video_enabled = false).", reply
     assert not unhandled(bot)
+
+
+@pytest.mark.parametrize("text", ["{url}", "/video {url}"])
+def test_an_edited_message_does_not_download_again(bot: Bot, text: str) -> None:
+    url = f"{bot.sandbox.url}/files/sample.mp4"
+    assert bot.quiet_after(text.format(url=url), chat_id=-4018, user_id=4018, edited=True) == []
 
 
 def test_without_sandbox_mode_loopback_is_refused(pg_server, tmp_path) -> None:
