@@ -10,9 +10,10 @@
   a download stuck in a read.
   Both count under their tag in health()["streams"]: responses open now, the most open at once,
   the most bytes one of them sent.
-- redirect?to=URL: a 302 to any URL, for checks on every hop of a download.
+- redirect?to=URL: a 302 to any URL (default: itself, a loop), for checks on every hop of a download.
 - page.html: an HTML page without any video.
 - video.html: an HTML page embedding sample.mp4 (<video> + og:video), for yt-dlp's generic extractor.
+- cat.json?to=URL: thecatapi-style [{"url": URL}] (default: itself, a loop), for /cat's address checks.
 - cat.jpg: a tiny real JPEG (image/jpeg, built in memory by jpeg.py) for /cat.
 """
 
@@ -139,7 +140,7 @@ async def drip(request: web.Request) -> web.StreamResponse:
 
 
 async def redirect(request: web.Request) -> web.Response:
-    target = request.query.get("to", "")
+    target = request.query.get("to") or str(request.url)
     if not target.startswith(("http://", "https://")) or len(target) > 2048:
         return web.json_response({"error": "to must be an absolute http(s) URL"}, status=400)
     raise web.HTTPFound(target)
@@ -166,6 +167,11 @@ async def cat(request: web.Request) -> web.Response:
     return web.Response(body=build_cat_jpeg(), content_type="image/jpeg")
 
 
+async def cat_json(request: web.Request) -> web.Response:
+    target = request.query.get("to") or str(request.url)
+    return web.json_response([{"id": "sandbox", "url": target}])
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get("/files/sample.mp4", sample)
     app.router.add_get("/files/big.mp4", big)
@@ -176,3 +182,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/files/page.html", plain_page)
     app.router.add_get("/files/video.html", video_page)
     app.router.add_get("/files/cat.jpg", cat)
+    app.router.add_get("/files/cat.json", cat_json)
