@@ -101,7 +101,13 @@ def test_video_disabled_per_chat(bot: Bot) -> None:
 @pytest.mark.parametrize("text", ["{url}", "/video {url}"])
 def test_an_edited_message_does_not_download_again(bot: Bot, text: str) -> None:
     url = f"{bot.sandbox.url}/files/sample.mp4"
-    assert bot.quiet_after(text.format(url=url), chat_id=-4018, user_id=4018, edited=True) == []
+    chat = -4018
+    assert bot.quiet_after(text.format(url=url), chat_id=chat, user_id=4018, edited=True) == []
+    # a new link as a barrier: one download at a time, so an edit (dispatched first) would be sent first
+    after = bot.client.last_sent_id()
+    barrier = bot.client.push(url, chat_id=chat, user_id=4018)["message_id"]
+    sent = bot.client.wait_for(chat_id=chat, count=1, timeout=30, after=after, method="sendVideo,sendMessage")
+    assert sent[0]["params"]["reply_parameters"]["message_id"] == barrier, sent
 
 
 def test_without_sandbox_mode_loopback_is_refused(pg_server, tmp_path) -> None:
