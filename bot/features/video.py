@@ -134,6 +134,8 @@ def ydl_options(workdir: Path, max_bytes: int, socket_timeout: float, proxy: str
         "noplaylist": True,
         "playlist_items": "1",
         "max_filesize": max_bytes,
+        "buffersize": 64 * 1024,  # fixed read size: the progress hook (the size cap) runs every 64 KiB
+        "noresizebuffer": True,
         "socket_timeout": socket_timeout,
         "proxy": proxy,
         "allowed_extractors": extractors,
