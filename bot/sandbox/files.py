@@ -114,6 +114,7 @@ async def chunked(request: web.Request) -> web.StreamResponse:
     with _Stream(request) as stream:
         await response.write(head)
         sent = len(head)
+        stream.sent(sent)
         while sent < size:
             chunk = bytes(min(CHUNK, size - sent))
             await response.write(chunk)
@@ -132,6 +133,7 @@ async def drip(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     with _Stream(request) as stream:
         await response.write((STATIC_DIR / "sample.mp4").read_bytes()[:32])
+        stream.sent(32)
         for _ in range(int(seconds / 0.2)):
             await asyncio.sleep(0.2)
             await response.write(b"\0")
