@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from telegram import Update
 from telegram.constants import ChatAction
-from telegram.ext import Application, CommandHandler
+from telegram.ext import Application, CommandHandler, filters
 
 from bot.errors import BotError
 from bot.features import Context, chat_settings, command_args, config, db, reply
@@ -90,14 +90,14 @@ async def analyze(update: Update, context: Context) -> None:
     if not rows:
         await reply(update, f"📭 No messages to analyze for {period.label}.")
         return
+    settings = await chat_settings(context, chat_id)
+    if not settings.gpt_enabled:  # before the cache: switched off means off, not "old answers only"
+        raise BotError("APP001", "the AI is switched off in this chat")
     digest = content_hash(rows)
     cached = await db(context).cached_analysis(chat_id, period.key, digest)
     if cached:
         await reply(update, f"📝 Summary of {period.label} ({len(rows)} messages, cached):\n\n{cached}")
         return
-    settings = await chat_settings(context, chat_id)
-    if not settings.gpt_enabled:
-        raise BotError("APP001", "the AI is switched off in this chat")
     await context.bot.send_chat_action(chat_id, ChatAction.TYPING)
     prompt = str(config(context).get("gpt", {}).get("analyze_system_prompt") or "Summarize this chat log.")
     summary = await complete(context, [
@@ -112,4 +112,5 @@ async def analyze(update: Update, context: Context) -> None:
 
 
 def register(app: Application) -> None:
-    app.add_handler(CommandHandler("analyze", analyze, block=False))
+    # New messages only: an edit must not buy a second (paid) summary.
+    app.add_handler(CommandHandler("analyze", analyze, filters=filters.UpdateType.MESSAGE, block=False))

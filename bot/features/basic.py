@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from urllib.parse import urljoin
 
 import httpx
 from telegram import Update
@@ -11,9 +13,11 @@ from telegram.constants import ChatType
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot.errors import BotError
-from bot.features import Context, config, http, reply
+from bot.features import Context, config, env, http, reply
+from bot.urls import UnresolvableHost, UnsafeURL, check_url
 
 log = logging.getLogger(__name__)
+MAX_REDIRECTS = 3
 
 COMMANDS = [
     ("start", "say hello"),
@@ -61,7 +65,7 @@ async def cat(update: Update, context: Context) -> None:
     client = http(context)
     timeout = float(cfg.get("timeout_seconds", 10))
     try:
-        data = await _fetch_image(client, url, max_bytes, timeout)
+        data = await _fetch_image(client, url, max_bytes, timeout, allow_loopback=env(context).sandbox)
     except BotError as exc:
         log.warning("cat fetch failed: %s", exc, extra={"code": exc.code})
         await reply(update, f"😿 I couldn't fetch a cat right now: {exc} ({exc.code}).")
@@ -69,9 +73,20 @@ async def cat(update: Update, context: Context) -> None:
     await update.effective_message.reply_photo(data, do_quote=True)
 
 
-async def _fetch_image(client: httpx.AsyncClient, url: str, max_bytes: int, seconds: float) -> bytes:
-    try:
-        async with client.stream("GET", url, timeout=seconds, follow_redirects=True) as response:
+async def _get(client: httpx.AsyncClient, url: str, max_bytes: int, seconds: float,
+               allow_loopback: bool) -> tuple[str, bytes]:
+    """(content type, body) of url, following at most MAX_REDIRECTS redirects, each address-checked."""
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            await asyncio.to_thread(check_url, url, allow_loopback=allow_loopback)
+        except UnresolvableHost:
+            raise BotError("API003", "the cat service is unreachable (no such host)") from None
+        except UnsafeURL as exc:
+            raise BotError("APP003", f"the cat service named a link I won't fetch: {exc}") from None
+        async with client.stream("GET", url, timeout=seconds, follow_redirects=False) as response:
+            if response.is_redirect and response.headers.get("location"):
+                url = urljoin(url, response.headers["location"])
+                continue
             if response.status_code >= 400:
                 raise BotError("API003", f"the cat service answered HTTP {response.status_code}")
             kind = response.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -83,20 +98,32 @@ async def _fetch_image(client: httpx.AsyncClient, url: str, max_bytes: int, seco
                 body.extend(chunk)
                 if len(body) > max_bytes:
                     raise BotError("APP004", "the picture is too large")
+            return kind, bytes(body)
+    raise BotError("API003", "the cat service redirected too often")
+
+
+async def _fetch_image(client: httpx.AsyncClient, url: str, max_bytes: int, seconds: float,
+                       allow_loopback: bool = False) -> bytes:
+    """The picture at url, or at the one URL a JSON answer names (thecatapi style: [{"url": ...}]).
+
+    Every hop is address-checked like a video link; a JSON answer is followed once, never recursively.
+    """
+    try:
+        kind, body = await _get(client, url, max_bytes, seconds, allow_loopback)
+        if kind == "application/json":
+            try:
+                item = json.loads(body)
+                image_url = str(item[0]["url"] if isinstance(item, list) else item["url"])
+            except (ValueError, KeyError, IndexError, TypeError) as exc:
+                raise BotError("API003", "the cat service answered something unexpected") from exc
+            kind, body = await _get(client, image_url, max_bytes, seconds, allow_loopback)
     except httpx.HTTPError as exc:
         raise BotError("API003", f"the cat service is unreachable ({type(exc).__name__})") from exc
-    if kind == "application/json":  # thecatapi style: [{"url": ...}]
-        try:
-            item = json.loads(body)
-            image_url = item[0]["url"] if isinstance(item, list) else item["url"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise BotError("API003", "the cat service answered something unexpected") from exc
-        return await _fetch_image(client, str(image_url), max_bytes, seconds)
     if not kind.startswith("image/"):
         raise BotError("API003", f"the cat service sent {kind or 'no content type'}, not a picture")
     if not body:
         raise BotError("API003", "the cat service sent an empty picture")
-    return bytes(body)
+    return body
 
 
 async def unknown_command(update: Update, context: Context) -> None:
@@ -121,5 +148,5 @@ def register(app: Application) -> None:
 
 
 def register_fallback(app: Application) -> None:
-    """Registered after every feature so real commands win."""
-    app.add_handler(MessageHandler(filters.COMMAND, unknown_command))
+    """Registered after every feature so real commands win; edited commands (those skip them) are ignored."""
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.COMMAND, unknown_command))

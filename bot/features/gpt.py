@@ -157,5 +157,7 @@ async def _maybe_random_reply(update: Update, context: Context) -> None:
 
 
 def register(app: Application) -> None:
-    app.add_handler(CommandHandler("ask", ask, block=False))
-    app.add_handler(MessageHandler(filters.TEXT & ~filters.COMMAND, on_text, block=False))
+    # New messages only: an edit must not buy a second (paid) answer.
+    app.add_handler(CommandHandler("ask", ask, filters=filters.UpdateType.MESSAGE, block=False))
+    app.add_handler(MessageHandler(filters.UpdateType.MESSAGE & filters.TEXT & ~filters.COMMAND, on_text,
+                                   block=False))

@@ -1,4 +1,4 @@
-"""Video from links: yt-dlp in a worker thread, size-capped, allow-listed, SSRF-checked.
+"""Video from links: yt-dlp in a worker thread, size-capped, allow-listed, every hop SSRF-checked.
 
 Links in messages are picked up when their host is on the allow-list; `/video <link>` does the same
 explicitly and explains every refusal. Regular YouTube videos get a hashtag instead of a download.
@@ -7,6 +7,7 @@ explicitly and explains every refusal. Regular YouTube videos get a hashtag inst
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import re
@@ -22,6 +23,7 @@ from telegram import Message, Update
 from telegram.constants import ChatAction
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
+from bot.egress import EgressProxy
 from bot.features import Context, chat_settings, command_args, config, env, reply
 from bot.urls import (
     LOOPBACK_NAMES,
@@ -78,13 +80,26 @@ class HasVideoLink(filters.MessageFilter):
 
 
 def _reason(message: str) -> str:
-    """yt-dlp's error line without colour codes, prefixes and the chained-cause tail."""
+    """yt-dlp's error line without colour codes, prefixes and the chained-cause tail (for the log only)."""
     text = _ANSI.sub("", message).removeprefix("ERROR: ").strip()
     return text.split(" (caused by", 1)[0][:200]
 
 
+def plain_reason(raw: str, unreachable: bool) -> str:
+    """What went wrong in words for the chat. yt-dlp's own text names hosts, ports and errno values: a
+    port scanner for anyone, so it only goes to the log."""
+    if unreachable:
+        return "the site could not be reached"
+    status = re.search(r"HTTP Error (\d{3})", raw)
+    if status:
+        return f"the site answered HTTP {status.group(1)}"
+    if not raw or "Unsupported URL" in raw or "no video found" in raw:
+        return "there is no video at that link"
+    return "the site had no video I could download"
+
+
 class _YtLogger:
-    """Collects yt-dlp's messages so we can tell "too large" from "failed" and quote the reason."""
+    """Collects yt-dlp's messages so we can tell "too large" from "failed" and log the reason."""
 
     def __init__(self) -> None:
         self.too_large = False
@@ -103,24 +118,27 @@ class _YtLogger:
         self.errors.append(_reason(msg))
 
 
-def download(url: str, max_bytes: int, socket_timeout: float, cancelled: threading.Event) -> Download:
-    """Blocking: run yt-dlp on one URL (as data, never as an option). Raises TooLarge / DownloadFailed."""
-    import yt_dlp  # heavy import, only when a video is wanted
+def ydl_options(workdir: Path, max_bytes: int, socket_timeout: float, proxy: str, extractors: list[str],
+                cancelled: threading.Event, logger: _YtLogger) -> dict[str, Any]:
+    """yt-dlp's options: every connection through the vetted proxy, only the listed extractors."""
 
-    workdir = Path(tempfile.mkdtemp(prefix="pc-video-"))
-    logger = _YtLogger()
-
-    def abort_if_cancelled(_: dict[str, Any]) -> None:
+    def check_progress(status: dict[str, Any]) -> None:
         if cancelled.is_set():
             raise DownloadFailed("cancelled")
+        if (status.get("downloaded_bytes") or 0) > max_bytes:  # max_filesize needs a Content-Length
+            raise TooLarge()
 
-    options = {
+    return {
         "outtmpl": {"default": str(workdir / "video.%(ext)s")},
         "format": "b[ext=mp4]/b",  # a single file with audio and video: no ffmpeg merge needed
         "noplaylist": True,
         "playlist_items": "1",
         "max_filesize": max_bytes,
+        "buffersize": 64 * 1024,  # fixed read size: the progress hook (the size cap) runs every 64 KiB
+        "noresizebuffer": True,
         "socket_timeout": socket_timeout,
+        "proxy": proxy,
+        "allowed_extractors": extractors,
         "retries": 1,
         "fragment_retries": 1,
         "extractor_retries": 0,
@@ -129,9 +147,20 @@ def download(url: str, max_bytes: int, socket_timeout: float, cancelled: threadi
         "no_warnings": True,
         "noprogress": True,
         "logger": logger,
-        "progress_hooks": [abort_if_cancelled],
+        "progress_hooks": [check_progress],
         "restrictfilenames": True,
     }
+
+
+def download(url: str, max_bytes: int, socket_timeout: float, cancelled: threading.Event, proxy: str,
+             extractors: list[str]) -> Download:
+    """Blocking: run yt-dlp on one URL (as data, never as an option). Raises TooLarge / DownloadFailed
+    (with yt-dlp's text, for the log)."""
+    import yt_dlp  # heavy import, only when a video is wanted
+
+    workdir = Path(tempfile.mkdtemp(prefix="pc-video-"))
+    logger = _YtLogger()
+    options = ydl_options(workdir, max_bytes, socket_timeout, proxy, extractors, cancelled, logger)
     try:
         with yt_dlp.YoutubeDL(options) as ydl:
             info = ydl.extract_info(url, download=True) or {}
@@ -151,6 +180,33 @@ def download(url: str, max_bytes: int, socket_timeout: float, cancelled: threadi
     finally:
         if cancelled.is_set():
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def extractors_for(cfg: dict[str, Any], sandbox: bool) -> list[str]:
+    """The extractors of the supported sites; the generic one (any page with a video) only in sandbox mode."""
+    names = [str(n) for n in cfg.get("extractors", [])] or ["default"]
+    return [*names, "generic"] if sandbox and "default" not in names else names
+
+
+async def _run(url: str, cfg: dict[str, Any], sandbox: bool, max_bytes: int,
+               proxy: EgressProxy) -> Download:
+    """The download in a worker thread, all its connections through `proxy`. On timeout the proxy cuts
+    them, and this waits for the thread to end: the caller's slot stays taken until it has."""
+    cancelled = threading.Event()
+    proxy_url = await proxy.start()
+    worker = asyncio.ensure_future(asyncio.to_thread(
+        download, url, max_bytes, float(cfg.get("socket_timeout_seconds", 20)), cancelled, proxy_url,
+        extractors_for(cfg, sandbox)))
+    try:
+        return await asyncio.wait_for(asyncio.shield(worker), timeout=float(cfg.get("timeout_seconds", 120)))
+    except TimeoutError:
+        cancelled.set()
+        await proxy.close()
+        with contextlib.suppress(Exception):
+            (await worker).cleanup()  # finished just now after all: nobody sends it
+        raise
+    finally:
+        await proxy.close()
 
 
 def _where(update: Update) -> dict[str, Any]:
@@ -190,26 +246,25 @@ async def handle_url(update: Update, context: Context, url: str, explicit: bool)
     if _semaphore is None:
         _semaphore = asyncio.Semaphore(int(cfg.get("max_parallel_downloads", 2)))
     max_bytes = int(cfg.get("max_bytes", 50 * 1024 * 1024))
-    cancelled = threading.Event()
     where = _where(update)
     await context.bot.send_chat_action(update.effective_chat.id, ChatAction.UPLOAD_VIDEO)
     await asyncio.to_thread(importlib.import_module, "yt_dlp")  # a slow first import is not the site's fault
+    proxy = EgressProxy(allow_loopback=e.sandbox)
     try:
         async with _semaphore:
-            result = await asyncio.wait_for(
-                asyncio.to_thread(download, url, max_bytes, float(cfg.get("socket_timeout_seconds", 20)),
-                                  cancelled),
-                timeout=float(cfg.get("timeout_seconds", 120)),
-            )
+            result = await _run(url, cfg, e.sandbox, max_bytes, proxy)
     except TooLarge:
         await reply(update, f"📦 That video is too large: I can send at most {max_bytes // 2**20} MB.")
         return
     except DownloadFailed as exc:
         log.warning("video download failed: %s", exc, extra={"code": "API003", **where})
-        await reply(update, f"❌ I couldn't download that video: {str(exc)[:300]}")
+        if proxy.refused:
+            await reply(update, f"🚫 I won't fetch that link: {proxy.refused}.")
+        else:
+            reason = plain_reason(str(exc), proxy.unreachable)
+            await reply(update, f"❌ I couldn't download that video: {reason}.")
         return
     except TimeoutError:
-        cancelled.set()
         log.warning("video download timed out", extra={"code": "API003", **where})
         await reply(update, "⏱ Downloading that video took too long, I gave up.")
         return
@@ -238,11 +293,16 @@ async def video_command(update: Update, context: Context) -> None:
     if len(args) != 1:
         await reply(update, "Usage: /video <link> — for example: /video https://vimeo.com/76979871")
         return
+    if not (await chat_settings(context, update.effective_chat.id)).video_enabled:
+        await reply(update, "🎬 Video downloads are switched off in this chat (video_enabled = false).")
+        return
     await handle_url(update, context, args[0], explicit=True)
 
 
 def register(app: Application) -> None:
     cfg = app.bot_data["config"].get("video", {})
     links = HasVideoLink(list(cfg.get("allowed_domains", [])), app.bot_data["env"].sandbox)
-    app.add_handler(CommandHandler("video", video_command, block=False))
-    app.add_handler(MessageHandler(~filters.COMMAND & links, on_link, block=False))
+    # New messages only: an edited message must not download (and post) the video again.
+    app.add_handler(CommandHandler("video", video_command, filters=filters.UpdateType.MESSAGE, block=False))
+    new_links = filters.UpdateType.MESSAGE & ~filters.COMMAND & links
+    app.add_handler(MessageHandler(new_links, on_link, block=False))

@@ -74,6 +74,8 @@ class SandboxState:
     get_updates_calls: int = 0
     last_get_updates_at: float | None = None
     poll_generation: dict[int, int] = field(default_factory=dict)
+    # /files/drip.mp4 and chunked.mp4 by their ?tag=: responses open now, the most open at once, bytes sent
+    streams: _BoundedDict = field(default_factory=lambda: _BoundedDict(100))
     started_at: float = field(default_factory=time.time)
     changed: asyncio.Condition | None = None
 
@@ -158,6 +160,7 @@ class SandboxState:
             "get_updates_calls": self.get_updates_calls,
             "last_get_updates_at": self.last_get_updates_at,
             "calls": dict(self.calls),
+            "streams": dict(self.streams),
             "uptime_s": round(time.time() - self.started_at, 3),
         }
 

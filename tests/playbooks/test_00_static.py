@@ -126,3 +126,34 @@ def test_playbook_syntax(playbook):
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _bot_unit(**overrides) -> str:
+    """psychochauffeur-bot.service as role bot renders it (its sandboxing.j2 included)."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "roles/bot/templates"), trim_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    values = {"ansible_managed": "managed", "bot_user": "psychochauffeur", "bot_group": "psychochauffeur",
+              "bot_current_link": "/opt/x/current", "bot_env_file": "/opt/x/.env", "bot_log_dir": "/l",
+              "bot_data_dir": "/d", "bot_shared_dir": "/s", "bot_sandbox_enabled": False,
+              "bot_private_users": True, "bot_ip_deny_private": True, "bot_ip_allow": [],
+              "bot_dns_servers": []} | overrides
+    return env.get_template("psychochauffeur-bot.service.j2").render(**values)
+
+
+def test_bot_unit_denies_private_destinations():
+    """Defence in depth against SSRF: the kernel refuses the LAN and metadata even if the bot is fooled."""
+    import ipaddress
+
+    unit = _bot_unit()
+    denied = [ipaddress.ip_network(n) for line in unit.splitlines() if line.startswith("IPAddressDeny=")
+              for n in line.split("=", 1)[1].split()]
+    for address in ("10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0",
+                    "224.0.0.1", "fd00::1", "fe80::1", "ff02::1"):
+        assert any(ipaddress.ip_address(address) in net for net in denied), address
+    for address in ("127.0.0.1", "::1", "149.154.167.220", "2001:67c:4e8:f004::9"):  # loopback, Telegram
+        assert not any(ipaddress.ip_address(address) in net for net in denied), address
+    assert "IPAddressAllow" not in unit
+    allowing = _bot_unit(bot_ip_allow=["10.0.5.20"], bot_dns_servers=["192.168.1.1", "10.0.5.20"])
+    assert [line for line in allowing.splitlines() if line.startswith("IPAddressAllow=")] == [
+        "IPAddressAllow=10.0.5.20", "IPAddressAllow=192.168.1.1"]
+    assert "IPAddressDeny" not in _bot_unit(bot_ip_deny_private=False)

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 
 from bot.sandbox.client import SandboxClient
+from bot.sandbox.control import detect_entities
 from bot.sandbox.server import SANDBOX_BOT_TOKEN, SandboxServer
 
 ADMIN_ID = 4242  # in BOT_ADMIN_IDS
@@ -79,15 +80,20 @@ class Bot:
         item = self.send(text, **kw)[0]
         return item.get("text") or item["params"].get("text") or item["params"].get("caption") or ""
 
-    def quiet_after(self, text: str, *, chat_id: int | None = None, user_id: int = 1001, **kw: Any) -> list:
-        """Push `text`, then /ping twice as a barrier; return what the bot sent besides the pongs.
+    def quiet_after(self, text: str, *, chat_id: int | None = None, user_id: int = 1001, edited: bool = False,
+                    **kw: Any) -> list:
+        """Push `text` (as an edit of an earlier message when `edited`), then /ping twice as a barrier; return
+        what the bot sent besides the pongs.
 
         Updates are handled in order, so the first pong means `text` was dispatched; the second gives
         handlers that run in the background (GPT, downloads) the time to decide.
         """
         chat = chat_id if chat_id is not None else user_id
         after = self.client.last_sent_id()
-        self.client.push(text, chat_id=chat_id, user_id=user_id, **kw)
+        if edited:
+            self.client.push_raw({"edited_message": edited_message(text, chat, user_id)})
+        else:
+            self.client.push(text, chat_id=chat_id, user_id=user_id, **kw)
         for pongs in (1, 2):
             self.client.push("/ping", chat_id=chat_id, user_id=user_id, **kw)
             items = self.client.wait_for(chat_id=chat, count=1, timeout=20, after=after)
@@ -187,6 +193,20 @@ def private_sandbox() -> Iterator[SimpleNamespace]:
     finally:
         client.close()
         server.stop()
+
+
+def edited_message(text: str, chat_id: int, user_id: int, message_id: int = 1) -> dict[str, Any]:
+    """A Message as Telegram sends it in an edited_message update (entities detected like for a push)."""
+    user = {"id": user_id, "is_bot": False, "first_name": f"User {user_id}"}
+    chat = ({"id": chat_id, "type": "private", "first_name": user["first_name"]} if chat_id > 0
+            else {"id": chat_id, "type": "supergroup", "title": f"Sandbox {-chat_id}"})
+    now = int(time.time())
+    message = {"message_id": message_id, "from": user, "chat": chat, "date": now - 60, "edit_date": now,
+               "text": text}
+    entities = detect_entities(text)
+    if entities:
+        message["entities"] = entities
+    return message
 
 
 def unhandled(bot: Bot) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ from datetime import date
 import pytest
 
 from bot.features.analyze import USAGE, content_hash, parse_period
-from features.harness import Bot, unhandled
+from features.harness import ADMIN_ID, Bot, unhandled
 
 
 def test_today_is_summarized_then_served_from_cache(bot: Bot) -> None:
@@ -28,6 +28,16 @@ def test_today_is_summarized_then_served_from_cache(bot: Bot) -> None:
     bot.client.push("a new message changes the content", chat_id=chat, user_id=6001)
     assert "(3 messages):" in bot.say("/analyze today", chat_id=chat, user_id=6002)
     assert len(bot.query("SELECT 1 FROM analysis_cache WHERE chat_id = %s", (chat,))) == 2
+
+
+def test_no_cached_summary_when_the_ai_is_off(bot: Bot) -> None:
+    chat = -6010
+    bot.client.push("the cache must not outlive the switch", chat_id=chat, user_id=6010)
+    assert bot.say("/analyze", chat_id=chat, user_id=6010).startswith("📝 Summary of today (1 messages):")
+    assert bot.say("/config set gpt_enabled false", chat_id=chat, user_id=ADMIN_ID).startswith("✅")
+    reply = bot.say("/analyze", chat_id=chat, user_id=6010)
+    assert "cached" not in reply and "APP001" in reply, reply
+    assert bot.quiet_after("/analyze", chat_id=chat, user_id=6010, edited=True) == []
 
 
 def test_last_n_and_date(bot: Bot) -> None:

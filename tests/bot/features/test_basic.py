@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -63,12 +64,35 @@ def test_cat_sends_a_photo(bot: Bot) -> None:
 async def test_cat_fetch_failures_are_clear(sandbox) -> None:
     async with httpx.AsyncClient() as client:
         with pytest.raises(BotError, match="not a picture"):
-            await _fetch_image(client, f"{sandbox.url}/files/sample.mp4", 10_000_000, 5)
+            await _fetch_image(client, f"{sandbox.url}/files/sample.mp4", 10_000_000, 5, allow_loopback=True)
         with pytest.raises(BotError, match="too large") as info:
-            await _fetch_image(client, f"{sandbox.url}/files/big.mp4", 10_000_000, 5)
+            await _fetch_image(client, f"{sandbox.url}/files/big.mp4", 10_000_000, 5, allow_loopback=True)
         assert info.value.code == "APP004"
         with pytest.raises(BotError, match="HTTP 404") as info:
-            await _fetch_image(client, f"{sandbox.url}/files/no-such-cat.jpg", 10_000_000, 5)
+            await _fetch_image(client, f"{sandbox.url}/files/no-such-cat.jpg", 10_000_000, 5,
+                               allow_loopback=True)
         assert info.value.code == "API003"
         with pytest.raises(BotError, match="unreachable"):
-            await _fetch_image(client, "http://127.0.0.1:9/cat", 10_000_000, 5)
+            await _fetch_image(client, "http://127.0.0.1:9/cat", 10_000_000, 5, allow_loopback=True)
+
+
+async def test_cat_checks_every_address_and_follows_json_once(sandbox) -> None:
+    """The cat API names the picture's URL: that URL and every redirect get the video links' address check."""
+    cat_json = f"{sandbox.url}/files/cat.json?to="
+    async with httpx.AsyncClient() as client:
+        assert await _fetch_image(client, cat_json + quote(f"{sandbox.url}/files/cat.jpg"), 10**7, 5,
+                                  allow_loopback=True) == build_cat_jpeg()
+        for target in ("http://10.0.0.1/cat.jpg", "http://169.254.169.254/latest/meta-data/",
+                       f"{sandbox.url}/files/redirect?to=" + quote("http://192.168.1.1/c.jpg", safe="")):
+            with pytest.raises(BotError, match="won't fetch: the link points to a private") as info:
+                await _fetch_image(client, cat_json + quote(target, safe=""), 10**7, 5, allow_loopback=True)
+            assert info.value.code == "APP003"
+        # outside sandbox mode not even the start
+        with pytest.raises(BotError, match="won't fetch: the link points to a private"):
+            await _fetch_image(client, f"{sandbox.url}/files/cat.jpg", 10**7, 5)
+        # a JSON naming itself is followed once, then it is just not a picture (it was 272 requests, then
+        # RecursionError); a redirect loop ends after a few hops
+        with pytest.raises(BotError, match="application/json, not a picture"):
+            await _fetch_image(client, f"{sandbox.url}/files/cat.json", 10**7, 5, allow_loopback=True)
+        with pytest.raises(BotError, match="redirected too often"):
+            await _fetch_image(client, f"{sandbox.url}/files/redirect", 10**7, 5, allow_loopback=True)

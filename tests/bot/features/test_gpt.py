@@ -111,3 +111,12 @@ def test_split_text_respects_the_telegram_limit() -> None:
     assert all(0 < len(c) <= 4096 for c in chunks)
     assert "".join(chunks).replace("\n", "") == text.replace("\n", "")
     assert split_text("") == ["…"]
+
+
+@pytest.mark.parametrize("text", ["/ask what is new?", "what is new?"])
+def test_an_edited_message_gets_no_new_answer(bot: Bot, text: str) -> None:
+    assert bot.quiet_after(text, user_id=5020, edited=True) == []  # a private chat: new text is answered
+    # a new question as a barrier: the edit, dispatched first, would have asked the AI before it
+    assert "barrier" in bot.say("/ask barrier", user_id=5020)
+    asked = [r["messages"][-1]["content"] for r in bot.client.openai_requests()]
+    assert asked == ["User 5020: barrier"], asked

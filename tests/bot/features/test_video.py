@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import time
+from urllib.parse import quote
+
 import pytest
 
+from bot.features.video import extractors_for, ydl_options
+from bot.settings import default_global_config
 from features.harness import Bot, private_sandbox, start_bot, unhandled
+
+MAX_MB = 8
 
 
 def GLOBAL_CONFIG(sandbox) -> dict:  # noqa: N802 - read by conftest
-    return {"video": {"timeout_seconds": 5, "socket_timeout_seconds": 15}}
+    return {"video": {"timeout_seconds": 5, "socket_timeout_seconds": 15, "max_bytes": MAX_MB * 2**20,
+                      "max_parallel_downloads": 1}}
+
+
+def stream(bot: Bot, tag: str) -> dict:
+    return bot.client.health()["streams"].get(tag, {"open": 0, "max": 0, "bytes": 0})
+
+
+def wait_closed(bot: Bot, tag: str, seconds: float) -> dict:
+    """The sandbox's view of the tagged responses once none is open (or after `seconds`)."""
+    deadline = time.monotonic() + seconds
+    while stream(bot, tag)["open"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return stream(bot, tag)
 
 
 def test_a_link_in_a_message_is_downloaded_and_sent_as_video(bot: Bot) -> None:
@@ -72,7 +92,22 @@ def test_options_and_shell_syntax_are_data_not_commands(bot: Bot, args: str) -> 
 def test_video_disabled_per_chat(bot: Bot) -> None:
     assert bot.say("/config set video_enabled false", user_id=4010).startswith("✅")
     assert bot.quiet_after(f"{bot.sandbox.url}/files/sample.mp4", user_id=4010) == []
+    url = f"{bot.sandbox.url}/files/sample.mp4"
+    reply = bot.say(f"/video {url}", user_id=4010, method="sendVideo,sendMessage")
+    assert reply == "🎬 Video downloads are switched off in this chat (video_enabled = false).", reply
     assert not unhandled(bot)
+
+
+@pytest.mark.parametrize("text", ["{url}", "/video {url}"])
+def test_an_edited_message_does_not_download_again(bot: Bot, text: str) -> None:
+    url = f"{bot.sandbox.url}/files/sample.mp4"
+    chat = -4018
+    assert bot.quiet_after(text.format(url=url), chat_id=chat, user_id=4018, edited=True) == []
+    # a new link as a barrier: one download at a time, so an edit (dispatched first) would be sent first
+    after = bot.client.last_sent_id()
+    barrier = bot.client.push(url, chat_id=chat, user_id=4018)["message_id"]
+    sent = bot.client.wait_for(chat_id=chat, count=1, timeout=30, after=after, method="sendVideo,sendMessage")
+    assert sent[0]["params"]["reply_parameters"]["message_id"] == barrier, sent
 
 
 def test_without_sandbox_mode_loopback_is_refused(pg_server, tmp_path) -> None:
@@ -90,3 +125,70 @@ def test_without_sandbox_mode_loopback_is_refused(pg_server, tmp_path) -> None:
         finally:
             strict.stop()
             pg_server.drop_db("video_no_sandbox")
+
+
+@pytest.mark.parametrize("target", ["http://10.0.0.1/x.mp4", "http://169.254.169.254/latest/meta-data/",
+                                    "http://[fd00::1]/x.mp4", "http://0x7f000001.example/x"])
+def test_a_redirect_to_a_private_address_is_refused(bot: Bot, target: str) -> None:
+    """Every hop of a download is checked, not only the link in the message."""
+    url = f"{bot.sandbox.url}/files/redirect?to={quote(target, safe='')}"
+    reply = bot.say(f"/video {url}", user_id=4012, timeout=40)
+    if target.endswith(".example/x"):  # no such host: a plain failure, still no detail of the network
+        assert reply == "❌ I couldn't download that video: the site could not be reached.", reply
+    else:
+        assert reply == ("🚫 I won't fetch that link: the link points to a private, local or reserved "
+                         "address."), reply
+
+
+def test_download_errors_are_plain_messages(bot: Bot) -> None:
+    """yt-dlp's own error text (errno, extractor names, URLs) never reaches the chat: no port scanner."""
+    closed = bot.say("/video http://127.0.0.1:1/x.mp4", user_id=4013, timeout=40)
+    assert closed == "❌ I couldn't download that video: the site could not be reached.", closed
+    page = bot.say(f"/video {bot.sandbox.url}/files/page.html", user_id=4013, timeout=40)
+    assert page == "❌ I couldn't download that video: there is no video at that link.", page
+
+
+def test_size_cap_holds_while_streaming_a_chunked_reply(bot: Bot) -> None:
+    url = f"{bot.sandbox.url}/files/chunked.mp4?mib=64&tag=cap"
+    assert "too large" in bot.say(f"/video {url}", user_id=4014, timeout=40)
+    sent = wait_closed(bot, "cap", 10)["bytes"]
+    assert sent < 32 * 2**20, f"{sent / 2**20:.1f} MiB of 64 streamed against a {MAX_MB} MiB cap"
+    assert not list(bot.app_dir.parent.glob("pc-video-*"))
+
+
+def test_a_timed_out_download_is_really_stopped(bot: Bot) -> None:
+    url = f"{bot.sandbox.url}/files/drip.mp4?seconds=40&tag=stop"
+    assert "took too long" in bot.say(f"/video {url}", user_id=4015, timeout=30)
+    assert wait_closed(bot, "stop", 3)["open"] == 0, "the download kept reading after its timeout"
+
+
+def test_a_timed_out_download_keeps_its_slot_until_it_stopped(bot: Bot) -> None:
+    """max_parallel_downloads=1: the second download starts only once the first one has stopped."""
+    after = bot.client.last_sent_id()
+    for user in (4016, 4017):
+        bot.client.push(f"/video {bot.sandbox.url}/files/drip.mp4?seconds=40&tag=slot", user_id=user)
+    for user in (4016, 4017):
+        items = bot.client.wait_for(chat_id=user, count=1, timeout=40, after=after)
+        assert "took too long" in items[0]["params"]["text"], items
+    # one download at a time: its page request and its file request, never a second download's
+    assert wait_closed(bot, "slot", 3)["max"] <= 2, stream(bot, "slot")
+
+
+@pytest.mark.parametrize("sandbox_mode", [False, True])
+def test_only_the_supported_sites_extractors_are_loaded(tmp_path, sandbox_mode: bool) -> None:
+    """Link posts and unknown pages reach yt-dlp's generic extractor only in sandbox mode."""
+    import threading
+
+    import yt_dlp
+
+    from bot.features.video import _YtLogger
+
+    extractors = extractors_for(default_global_config()["video"], sandbox_mode)
+    proxy = "http://127.0.0.1:9"
+    options = ydl_options(tmp_path, 2**20, 5, proxy, extractors, threading.Event(), _YtLogger())
+    with yt_dlp.YoutubeDL(options) as ydl:
+        loaded = {name.lower() for name in ydl._ies}
+    assert {"youtube", "tiktok", "instagram", "twitter", "facebook", "vimeo", "reddit"} <= loaded
+    assert ("generic" in loaded) is sandbox_mode
+    assert not {"bandcamp", "soundcloud", "dailymotion"} & loaded, loaded
+    assert options["proxy"] == proxy

@@ -3,6 +3,8 @@ the cat picture is a JPEG."""
 
 from __future__ import annotations
 
+import time
+
 import requests
 import yt_dlp
 
@@ -70,3 +72,39 @@ def test_cat_jpg_is_the_generated_jpeg(sandbox):
     assert response.content[:3] == b"\xff\xd8\xff" and response.content.endswith(b"\xff\xd9")
     head = requests.head(f"{sandbox.url}/files/cat.jpg", timeout=10)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(response.content)
+
+
+def test_chunked_file_has_no_length_and_counts_what_it_sent(sandbox):
+    url = f"{sandbox.url}/files/chunked.mp4?mib=1&tag=t-chunked"
+    with requests.get(url, stream=True, timeout=30) as response:
+        assert "Content-Length" not in response.headers
+        assert response.headers["Transfer-Encoding"] == "chunked"
+        body = b"".join(response.iter_content(64 * 1024))
+    assert len(body) == 2**20 and body[4:8] == b"ftyp"
+    assert sandbox.client.health()["streams"]["t-chunked"] == {"open": 0, "max": 1, "bytes": 2**20}
+    assert requests.get(f"{sandbox.url}/files/chunked.mp4?mib=65", timeout=10).status_code == 400
+
+
+def test_drip_is_counted_while_open(sandbox):
+    url = f"{sandbox.url}/files/drip.mp4?seconds=5&tag=t-drip"
+    with requests.get(url, stream=True, timeout=10) as response:
+        assert int(response.headers["Content-Length"]) == 2**20
+        assert response.raw.read(33)[4:8] == b"ftyp"
+        assert sandbox.client.health()["streams"]["t-drip"]["open"] == 1
+    deadline = time.monotonic() + 5  # the sandbox notices the closed connection at its next byte
+    while sandbox.client.health()["streams"]["t-drip"]["open"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox.client.health()["streams"]["t-drip"]["open"] == 0
+
+
+def test_redirect_and_cat_json(sandbox):
+    target = f"{sandbox.url}/files/cat.jpg"
+    response = requests.get(f"{sandbox.url}/files/redirect", params={"to": target}, allow_redirects=False,
+                            timeout=10)
+    assert response.status_code == 302 and response.headers["Location"] == target
+    loop = requests.get(f"{sandbox.url}/files/redirect", allow_redirects=False, timeout=10)
+    assert loop.headers["Location"] == f"{sandbox.url}/files/redirect"
+    assert requests.get(f"{sandbox.url}/files/redirect?to=file:///etc/passwd", timeout=10).status_code == 400
+    named = requests.get(f"{sandbox.url}/files/cat.json", params={"to": target}, timeout=10).json()
+    assert named[0]["url"] == target
+    assert "<video" not in requests.get(f"{sandbox.url}/files/page.html", timeout=10).text
