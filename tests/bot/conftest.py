@@ -5,31 +5,28 @@
 - database_url (function): DSN of a fresh empty database (dropped afterwards)
 - sandbox (session): Sandbox(url, client, server, env); reset before every test that uses it
 - bot_env (function): dict of env vars pointing the bot at the sandbox, the database and a tmp app dir
-- running_bot (function): RunningBot; `python -m bot run` polling the sandbox
+- running_bot (function): botproc.Bot, `python -m bot run` polling the sandbox with bot_env
+- bot (module, tests/bot/features/conftest.py): one running bot per feature test module
+botproc.py holds the one implementation of running and talking to the bot process.
 """
 
 from __future__ import annotations
 
 import atexit
 import importlib.util
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from botproc import Bot, make_env, start_bot
 
 from bot.sandbox.client import SandboxClient
 from bot.sandbox.pg import PgServer, pg_bindir
-from bot.sandbox.server import SANDBOX_BOT_TOKEN, SandboxServer
+from bot.sandbox.server import SandboxServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADMIN_USER_ID = 4242
 
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -96,68 +93,7 @@ def _reset_sandbox(request: pytest.FixtureRequest) -> None:
 def bot_env(tmp_path: Path, sandbox: Sandbox, database_url: str) -> dict[str, str]:
     app_dir = tmp_path / "app"
     app_dir.mkdir()
-    return {
-        "BOT_TOKEN": SANDBOX_BOT_TOKEN,
-        "TELEGRAM_BASE_URL": f"{sandbox.url}/bot",
-        "OPENAI_API_KEY": sandbox.env["OPENAI_API_KEY"],
-        "OPENAI_BASE_URL": f"{sandbox.url}/openai/v1",
-        "OPENAI_MODEL": "gpt-4o-mini",
-        "WEATHER_API_KEY": sandbox.env["WEATHER_API_KEY"],
-        "WEATHER_BASE_URL": f"{sandbox.url}/weather",
-        "DATABASE_URL": database_url,
-        "BOT_ADMIN_IDS": str(ADMIN_USER_ID),
-        "BOT_APP_DIR": str(app_dir),
-        "BOT_LOG_DIR": str(app_dir / "logs"),
-        "BOT_SANDBOX": "1",
-        "BOT_POLL_TIMEOUT": "1",
-    }
-
-
-# ---------------------------------------------------------------- the bot process
-
-ENV_PREFIXES_TO_DROP = ("BOT_", "OPENAI_", "WEATHER_", "TELEGRAM_", "DATABASE_URL", "PG")
-PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
-
-
-def bot_process_env(bot_env: dict[str, str]) -> dict[str, str]:
-    """os.environ without stray bot/proxy settings, plus bot_env."""
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES_TO_DROP) and k not in PROXY_VARS
-    }
-    env.update(bot_env)
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-@dataclass
-class RunningBot:
-    proc: subprocess.Popen
-    env: dict[str, str]
-    output: Path  # the bot's stdout+stderr
-    app_dir: Path
-    log_dir: Path
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def output_text(self) -> str:
-        return self.output.read_text(errors="replace")
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            self.proc.send_signal(sig)
-
-    def stop(self, timeout: float = 20.0) -> int:
-        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+    return make_env(sandbox, database_url, app_dir)
 
 
 def core_entry_point_missing() -> bool:
@@ -167,39 +103,9 @@ def core_entry_point_missing() -> bool:
         return True
 
 
-def start_bot(
-    bot_env: dict[str, str], sandbox: Sandbox, output: Path, ready_timeout: float = 30.0
-) -> RunningBot:
-    """Start `python -m bot run` and wait until the sandbox saw it poll getUpdates."""
-    before = sandbox.client.health()["get_updates_calls"]
-    handle = output.open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot", "run"],
-        env=bot_process_env(bot_env),
-        cwd=bot_env["BOT_APP_DIR"],
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
-    handle.close()
-    bot = RunningBot(proc, bot_env, output, Path(bot_env["BOT_APP_DIR"]), Path(bot_env["BOT_LOG_DIR"]))
-    deadline = time.monotonic() + ready_timeout
-    while time.monotonic() < deadline:
-        if sandbox.client.health()["get_updates_calls"] > before:
-            return bot
-        if not bot.alive():
-            break
-        time.sleep(0.05)
-    code = bot.stop()
-    pytest.fail(
-        f"`python -m bot run` did not poll the sandbox within {ready_timeout}s (exit {code}):\n"
-        f"{bot.output_text()[-4000:]}"
-    )
-
-
 @pytest.fixture
-def running_bot(bot_env: dict[str, str], sandbox: Sandbox, tmp_path: Path) -> Iterator[RunningBot]:
-    bot = start_bot(bot_env, sandbox, tmp_path / "bot-output.log")
+def running_bot(bot_env: dict[str, str], sandbox: Sandbox) -> Iterator[Bot]:
+    bot = start_bot(sandbox, bot_env["DATABASE_URL"], Path(bot_env["BOT_APP_DIR"]), **bot_env)
     try:
         yield bot
     finally:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from features.harness import Bot, make_env, module_bot, private_sandbox, start_bot, unhandled
+from botproc import Bot, make_env, module_bot, private_sandbox, start_bot, unhandled
 
 from bot.app import build_application
 from bot.errors import BotError

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from features.harness import Bot, module_bot, unhandled
+from botproc import Bot, module_bot, unhandled
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,4 +1,4 @@
-"""`bot`: one running bot per feature test module (see harness.py).
+"""`bot`: one running bot per feature test module (tests/bot/botproc.py).
 
 A module may set GLOBAL_CONFIG (a dict, or a function of the sandbox returning one) and BOT_ENV.
 """
@@ -8,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
-from features.harness import Bot, module_bot
+from botproc import Bot, module_bot
 
 
 @pytest.fixture(scope="module")

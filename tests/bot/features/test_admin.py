@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from botproc import ADMIN_ID, Bot, unhandled
 
 from bot.settings import setting_names
-from features.harness import ADMIN_ID, Bot, unhandled
 
 
 def chat_config(bot: Bot, chat_id: int) -> dict:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
+from botproc import ADMIN_ID, Bot, unhandled
 
 from bot.features.analyze import USAGE, content_hash, parse_period
-from features.harness import ADMIN_ID, Bot, unhandled
 
 
 def test_today_is_summarized_then_served_from_cache(bot: Bot) -> None:

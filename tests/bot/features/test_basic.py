@@ -7,11 +7,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from botproc import Bot, unhandled
 
 from bot.errors import BotError
 from bot.features.basic import COMMANDS, _fetch_image
 from bot.sandbox.jpeg import build_cat_jpeg
-from features.harness import Bot, unhandled
 
 
 def GLOBAL_CONFIG(sandbox) -> dict:  # noqa: N802 - read by conftest

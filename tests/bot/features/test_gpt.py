@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from botproc import ADMIN_ID, Bot, unhandled
 
 from bot.features import split_text
-from features.harness import ADMIN_ID, Bot, unhandled
 
 BOT_NAME = "psychochauffeur_sandbox_bot"
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from botproc import Bot, unhandled
+
 from bot.features.links import rewritten
-from features.harness import Bot, unhandled
 
 
 def GLOBAL_CONFIG(sandbox) -> dict:  # noqa: N802 - read by conftest

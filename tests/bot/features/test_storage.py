@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from features.harness import Bot, unhandled
+from botproc import Bot, unhandled
 
 GROUP = -3001
 

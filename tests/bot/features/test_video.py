@@ -6,10 +6,10 @@ import time
 from urllib.parse import quote
 
 import pytest
+from botproc import Bot, private_sandbox, start_bot, unhandled
 
 from bot.features.video import extractors_for, ydl_options
 from bot.settings import default_global_config
-from features.harness import Bot, private_sandbox, start_bot, unhandled
 
 MAX_MB = 8
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from botproc import Bot, private_sandbox, start_bot, unhandled
 
 from bot.features.weather import MAX_CITY, clean_city
-from features.harness import Bot, private_sandbox, start_bot, unhandled
 
 
 def test_weather_with_tip_and_remembered_city(bot: Bot) -> None:

@@ -1,5 +1,8 @@
-"""One real bot process per test module: `python -m bot run` polling the session sandbox, with its own
-database and app dir. Tests talk to it through the sandbox control API and read the DB and the logs."""
+"""The bot as a real process: `python -m bot run` polling a sandbox, with its own database and app dir.
+
+The one implementation behind the fixtures (tests/bot/conftest.py: bot_env, running_bot;
+tests/bot/features/conftest.py: one bot per feature test module) and the tests that start a second bot.
+Tests talk to it through the sandbox control API and read the DB and the logs."""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ def make_env(sandbox: Any, dsn: str, app_dir: Path, **overrides: str) -> dict[st
         "OPENAI_BASE_URL": f"{sandbox.url}/openai/v1",
         "WEATHER_API_KEY": sandbox.env["WEATHER_API_KEY"],
         "WEATHER_BASE_URL": f"{sandbox.url}/weather",
+        "OPENAI_MODEL": "gpt-4o-mini",
         "DATABASE_URL": dsn,
         "BOT_ADMIN_IDS": str(ADMIN_ID),
         "BOT_APP_DIR": str(app_dir),
@@ -53,7 +57,8 @@ class Bot:
     sandbox: Any
     dsn: str
     app_dir: Path
-    output: Path
+    output: Path  # the process's stdout + stderr
+    env: dict[str, str]  # the bot's own variables (what make_env gave it)
 
     @property
     def client(self) -> Any:
@@ -132,7 +137,12 @@ class Bot:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            self.proc.send_signal(sig)
+
     def stop(self, timeout: float = 20) -> int:
+        """SIGTERM, then SIGKILL after `timeout`; returns the exit code."""
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -151,15 +161,16 @@ def start_bot(sandbox: Any, dsn: str, app_dir: Path, global_config: dict | None 
         path = app_dir / "config" / "global" / "global_config.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(global_config))
+    bot_env = make_env(sandbox, dsn, app_dir, **env_overrides)
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
-    env.update(make_env(sandbox, dsn, app_dir, **env_overrides))
+    env.update(bot_env)
     env.update(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", PYTHONUNBUFFERED="1")
     output = app_dir / "bot-output.log"
     before = sandbox.client.health()["get_updates_calls"]
     with output.open("wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=app_dir, stdout=out,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    bot = Bot(proc, sandbox, dsn, app_dir, output)
+    bot = Bot(proc, sandbox, dsn, app_dir, output, bot_env)
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline and bot.alive():
         if sandbox.client.health()["get_updates_calls"] != before:
