@@ -9,7 +9,7 @@ import pytest
 
 from bot.errors import BotError
 from bot.features.basic import COMMANDS, _fetch_image
-from bot.sandbox.jpeg import build_cat_jpeg
+from bot.sandbox.files import STATIC_DIR
 from features.harness import Bot, unhandled
 
 
@@ -56,7 +56,7 @@ def test_cat_sends_a_photo(bot: Bot) -> None:
     assert item["method"] == "sendPhoto", item
     # the bot fetched the sandbox's cat.jpg (GLOBAL_CONFIG above) and uploaded exactly those bytes
     upload = item["params"]["photo"]
-    assert upload["sha256"] == hashlib.sha256(build_cat_jpeg()).hexdigest(), upload
+    assert upload["sha256"] == hashlib.sha256((STATIC_DIR / "cat.jpg").read_bytes()).hexdigest(), upload
     assert not unhandled(bot)
 
 
