@@ -147,3 +147,56 @@ def test_secrets_never_reach_logs(bot: Bot) -> None:
     for name in ("BOT_TOKEN", "OPENAI_API_KEY", "WEATHER_API_KEY"):
         secret = bot.sandbox.env[name]
         assert secret.split(":")[-1] not in text, name
+
+
+CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+
+
+def until(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
+
+
+def test_a_409_conflict_is_one_clear_error_with_back_off_and_health_sees_it(pg_server, tmp_path) -> None:
+    dsn = pg_server.create_db("app_conflict")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        try:
+            assert bot.say("/ping") == "pong"
+            calls = sandbox.client.health()["calls"]["getUpdates"]
+            sandbox.client.fail("getUpdates", error_code=409, count=3, description=CONFLICT)
+            injected = time.monotonic()
+            until(lambda: sandbox.client.health()["calls"]["getUpdates"] >= calls + 4, "3 conflicts, 1 poll")
+            # PTB's retry loop backs off (1 s, then x1.5 up to 30 s) instead of hammering the API
+            assert time.monotonic() - injected >= 2.5
+            assert bot.say("/ping") == "pong"  # polling again by itself
+            assert bot.stop() == 0
+            conflicts = [r for r in bot.records("error.log") if "409" in r["msg"]]
+            assert len(conflicts) == 1, conflicts  # one line, not one per retry
+            assert conflicts[0]["code"] == "API003" and "exc" not in conflicts[0]
+            assert "another process is polling" in conflicts[0]["msg"] and CONFLICT in conflicts[0]["msg"]
+            assert not unhandled(bot)
+            assert "Traceback" not in bot.output_text()
+            assert bot.query("SELECT code, count(*) FROM error_events GROUP BY code") == [("API003", 1)]
+            metrics = read_metrics(bot.app_dir)
+            assert metrics["polling_conflicts_total"] == 3 and metrics["last_polling_conflict_at"]
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_conflict")
+
+
+def test_the_latency_metric_covers_handlers_that_run_in_the_background(pg_server, tmp_path) -> None:
+    dsn = pg_server.create_db("app_latency")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        try:
+            answer = bot.say("/ask [sandbox:slow=2] hello", timeout=60)  # /ask runs with block=False
+            assert answer.startswith("Sandbox answer")
+            assert bot.stop() == 0
+            latency = read_metrics(bot.app_dir)["handler_latency_ms"]
+            assert latency["max"] >= 2000, latency
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_latency")
