@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from features.harness import Bot, make_env, module_bot, private_sandbox, start_bot, unhandled
 
-from bot.app import build_application
+from bot.app import (
+    STOP_FINAL_FLUSH_SECONDS,
+    STOP_FLUSH_SECONDS,
+    STOP_HANDLER_GRACE_SECONDS,
+    build_application,
+)
 from bot.errors import BotError
 from bot.metrics import read_metrics
 from bot.settings import Env
+
+UNIT = Path(__file__).resolve().parents[2] / "roles" / "bot" / "templates" / "psychochauffeur-bot.service.j2"
 
 
 @pytest.fixture(scope="module")
@@ -200,3 +209,39 @@ def test_the_latency_metric_covers_handlers_that_run_in_the_background(pg_server
         finally:
             bot.stop()
             pg_server.drop_db("app_latency")
+
+
+def test_sigterm_stores_buffered_messages_first_and_stops_in_timeout_stop_sec(pg_server, tmp_path) -> None:
+    """systemd's stop, as the unit configures it: SIGTERM, then SIGKILL after TimeoutStopSec."""
+    timeout_stop = float(re.search(r"^TimeoutStopSec=(\d+)$", UNIT.read_text(), re.MULTILINE).group(1))
+    budget = STOP_FLUSH_SECONDS + STOP_HANDLER_GRACE_SECONDS + STOP_FINAL_FLUSH_SECONDS
+    assert budget + 5 <= timeout_stop  # 5 s for the rest of the shutdown
+    dsn = pg_server.create_db("app_sigterm")
+    group = -5001
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        try:
+            assert bot.say("/ping") == "pong"
+            sandbox.client.push("/ask [sandbox:slow=30] take your time", user_id=5000)  # will not finish
+            until(lambda: len(sandbox.client.openai_requests()) >= 1, "the GPT call is under way")
+            burst = [{"text": f"burst {i}", "chat_id": group, "user_id": 5001 + i % 7} for i in range(1500)]
+            pushed = sandbox.client.push_many(burst)
+            until(lambda: len(sandbox.client.pending()) < 1500, "the bot is fetching the burst")
+            start = time.monotonic()
+            bot.proc.send_signal(signal.SIGTERM)
+            try:
+                code = bot.proc.wait(timeout_stop)
+            except subprocess.TimeoutExpired:
+                code = None  # systemd would SIGKILL now
+            elapsed = time.monotonic() - start
+            assert code == 0, f"not stopped within TimeoutStopSec={timeout_stop:g}"
+            assert elapsed <= STOP_HANDLER_GRACE_SECONDS + 8, elapsed  # did not wait for the 30 s answer
+            unconfirmed = {u["message"]["message_id"] for u in sandbox.client.pending() if "message" in u}
+            stored = {r[0] for r in bot.query("SELECT message_id FROM messages WHERE chat_id = %s", (group,))}
+            fetched = {p["message_id"] for p in pushed} - unconfirmed
+            assert fetched and fetched <= stored  # every update the bot took from Telegram is stored
+            assert any("handlers still running" in r["msg"] for r in bot.records())
+            assert any(r["msg"] == "bot stopped" for r in bot.records())
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_sigterm")
