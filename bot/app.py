@@ -108,6 +108,8 @@ class BotApplication(Application):
 
 async def _flush(db: Database, seconds: float, when: str) -> None:
     """Store buffered messages, for at most `seconds`; what is left stays buffered (and logged)."""
+    if not db.pending:
+        return
     try:
         await asyncio.wait_for(db.flush(), seconds)
     except Exception as exc:  # incl. TimeoutError: the rows went back to the buffer
