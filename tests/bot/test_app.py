@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -245,3 +246,41 @@ def test_sigterm_stores_buffered_messages_first_and_stops_in_timeout_stop_sec(pg
         finally:
             bot.stop()
             pg_server.drop_db("app_sigterm")
+
+
+def test_a_stalled_metrics_write_does_not_stall_the_bot(pg_server, tmp_path) -> None:
+    """The metrics file is written off the event loop: a FIFO in place of its temp file blocks the write
+    (as a hung disk would) until someone reads it, and the bot must keep answering meanwhile."""
+    dsn = pg_server.create_db("app_metrics_stall")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app", global_config={"metrics_interval_seconds": 0.2})
+        fifo = bot.app_dir / "data" / f".metrics.json.{bot.proc.pid}.tmp"
+        try:
+            until(lambda: (bot.app_dir / "data" / "metrics.json").exists(), "the first metrics file")
+            until(lambda: _mkfifo(fifo), "a FIFO in place of the temp file")
+            for _ in range(5):  # about a second: the 0.2 s job has hit the FIFO meanwhile
+                assert bot.say("/ping", timeout=10) == "pong"
+        finally:
+            if fifo.exists():  # a reader lets the blocked writer go on; later writes get a plain file
+                fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+                fifo.unlink()
+                until(lambda: _readable(fd), "the blocked write went through")
+                os.close(fd)
+            bot.stop()
+            pg_server.drop_db("app_metrics_stall")
+    assert bot.proc.returncode == 0  # and no hang at shutdown's own metrics write
+
+
+def _mkfifo(path: Path) -> bool:
+    try:
+        os.mkfifo(path)
+    except FileExistsError:  # a write is under way right now: try again
+        return False
+    return True
+
+
+def _readable(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 65536))
+    except BlockingIOError:
+        return False
