@@ -8,12 +8,14 @@ import logging
 import signal
 import sys
 import time
+from collections.abc import Coroutine
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
-from telegram.error import InvalidToken, NetworkError, TelegramError
+from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot import logs
@@ -28,18 +30,91 @@ log = logging.getLogger(__name__)
 # Order matters inside group 0: commands first, then link downloads, then conversation (GPT).
 FEATURES = (storage, basic, admin, analyze, weather, video, links, gpt)
 
+# A stop must fit in the unit's TimeoutStopSec (30 s, roles/bot/templates/psychochauffeur-bot.service.j2):
+# buffered messages are stored first, then running handlers get a grace period, then the rest is cancelled
+# and what they queued is stored. Before, PTB waited for every handler (a download: minutes) and only
+# then flushed, so systemd's SIGKILL lost the buffer.
+STOP_FLUSH_SECONDS = 8.0
+STOP_HANDLER_GRACE_SECONDS = 10.0
+STOP_FINAL_FLUSH_SECONDS = 5.0
+# A 409 Conflict (another process polls with this token) is logged and recorded once per this interval.
+CONFLICT_LOG_INTERVAL = 600.0
+
+_update_tasks: ContextVar[list[asyncio.Task[Any]] | None] = ContextVar("update_tasks", default=None)
+
 
 class BotApplication(Application):
-    """Application that times every update for data/metrics.json."""
+    """Application that times every update (background handlers included) for data/metrics.json,
+    and stops within the unit's TimeoutStopSec, storing buffered messages first."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.handler_tasks: set[asyncio.Task[Any]] = set()
+
+    def create_task(self, coroutine: Coroutine[Any, Any, Any], update: object | None = None, *,
+                    name: str | None = None) -> asyncio.Task[Any]:
+        task = super().create_task(coroutine, update=update, name=name)
+        if update is not None:  # a handler with block=False (or an error handler) for this update
+            self.handler_tasks.add(task)
+            task.add_done_callback(self.handler_tasks.discard)
+            tasks = _update_tasks.get()
+            if tasks is not None:
+                tasks.append(task)
+        return task
 
     async def process_update(self, update: object) -> None:
         start = time.perf_counter()
+        tasks: list[asyncio.Task[Any]] = []
+        token = _update_tasks.set(tasks)
         try:
             await super().process_update(update)
         finally:
-            metrics: Metrics | None = self.bot_data.get("metrics")
-            if metrics is not None:
+            _update_tasks.reset(token)
+            self._record_latency(start, [t for t in tasks if not t.done()])
+
+    def _record_latency(self, start: float, running: list[asyncio.Task[Any]]) -> None:
+        """The update's latency ends when its last background handler does (GPT, downloads, /analyze)."""
+        metrics: Metrics | None = self.bot_data.get("metrics")
+        if metrics is None:
+            return
+        if not running:
+            metrics.record_update((time.perf_counter() - start) * 1000)
+            return
+        left = len(running)
+
+        def one_done(_task: asyncio.Task[Any]) -> None:
+            nonlocal left
+            left -= 1
+            if left == 0:
                 metrics.record_update((time.perf_counter() - start) * 1000)
+
+        for task in running:
+            task.add_done_callback(one_done)
+
+    async def stop(self) -> None:
+        db: Database | None = self.bot_data.get("db")
+        if db is not None:
+            await _flush(db, STOP_FLUSH_SECONDS, "before stopping")
+        stopping = asyncio.ensure_future(super().stop())  # processes fetched updates, awaits handlers
+        await asyncio.wait({stopping}, timeout=STOP_HANDLER_GRACE_SECONDS)
+        running = [t for t in self.handler_tasks if not t.done()]
+        if running and not stopping.done():
+            log.warning("stopping: %d handlers still running after %g s are cancelled", len(running),
+                        STOP_HANDLER_GRACE_SECONDS)
+            for task in running:
+                task.cancel()
+        await stopping
+
+
+async def _flush(db: Database, seconds: float, when: str) -> None:
+    """Store buffered messages, for at most `seconds`; what is left stays buffered (and logged)."""
+    if not db.pending:
+        return
+    try:
+        await asyncio.wait_for(db.flush(), seconds)
+    except Exception as exc:  # incl. TimeoutError: the rows went back to the buffer
+        log.error("%d buffered messages not stored %s: %s", db.pending, when, exc or type(exc).__name__,
+                  extra={"code": classify(exc)})
 
 
 class _ErrorCounter(logging.Handler):
@@ -117,6 +192,7 @@ async def post_shutdown(app: Application) -> None:
     _write_metrics_now(app)
     db: Database | None = app.bot_data.get("db")
     if db is not None:
+        await _flush(db, STOP_FINAL_FLUSH_SECONDS, "at shutdown")  # what the last handlers queued
         await db.close()
     client: httpx.AsyncClient | None = app.bot_data.get("http")
     if client is not None:
@@ -127,7 +203,12 @@ async def post_shutdown(app: Application) -> None:
 
 
 async def _write_metrics(context: ContextTypes.DEFAULT_TYPE) -> None:
-    _write_metrics_now(context.application)
+    app = context.application
+    snapshot = app.bot_data["metrics"].snapshot()  # on the loop: the counters change there
+    try:  # the file write off the loop: a slow disk must not stall every chat
+        await asyncio.to_thread(Metrics.write_snapshot, snapshot, app.bot_data["env"].app_dir)
+    except OSError as exc:
+        log.error("cannot write metrics: %s", exc, extra={"code": classify(exc)})
 
 
 def _write_metrics_now(app: Application) -> None:
@@ -141,6 +222,9 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Log every error with its code, record it, and tell the user something went wrong."""
     exc = context.error
     if exc is None:
+        return
+    if isinstance(exc, Conflict) and update is None:
+        await _on_conflict(exc, context)
         return
     code = classify(exc)
     chat = update.effective_chat if isinstance(update, Update) else None
@@ -167,6 +251,25 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         await context.bot.send_message(chat.id, user_message(code))
     except TelegramError as send_exc:
         log.warning("could not send the error reply: %s", send_exc, extra=extra)
+
+
+async def _on_conflict(exc: Conflict, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """409 from getUpdates: another process polls with this token. PTB retries with a growing pause
+    (1 s up to 30 s); this logs one error line (no traceback) and one error_events row per
+    CONFLICT_LOG_INTERVAL, and metrics.json tells `psychochauffeur health` about it."""
+    metrics: Metrics = context.bot_data["metrics"]
+    first = time.time() - metrics.last_logged_conflict_at > CONFLICT_LOG_INTERVAL
+    metrics.record_conflict()
+    if not first:
+        log.debug("409 Conflict again (%d so far)", metrics.conflicts_total)
+        return
+    metrics.last_logged_conflict_at = time.time()
+    log.error("another process is polling Telegram with this BOT_TOKEN (409 %s); retrying with"
+              " back-off: stop the other instance or revoke the token", exc.message, extra={"code": "API003"})
+    db: Database | None = context.bot_data.get("db")
+    if db is not None and db.up:
+        with contextlib.suppress(BotError):
+            await db.record_error("API003", type(exc).__module__, f"Conflict: {exc.message}", None)
 
 
 def run(env: Env) -> int:

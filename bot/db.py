@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +34,8 @@ _LOCK_ID = 0x50_43_42  # advisory lock so two migrators never race
 CONNECT_TIMEOUT = 3
 STATEMENT_TIMEOUT_MS = 15_000
 MAX_PENDING = 20_000  # messages buffered while the writer is busy or the database is down
+MAX_PENDING_BYTES = 64 * 1024 * 1024  # and their memory: 20,000 long non-Latin texts would be ~330 MB
+CONFIG_CACHE_MAX = 10_000  # chats whose config layer is cached; the oldest entries go first
 MAX_BATCH = 2_000  # messages per transaction
 RETRY_MAX_DELAY = 5.0  # seconds between attempts of a failing writer, at most
 DROP_LOG_INTERVAL = 60.0  # seconds between "buffer full" lines during a long outage
@@ -84,9 +87,12 @@ def migrate(dsn: str, check: bool = False) -> list[str]:
 # --- async pool -----------------------------------------------------------------------------------
 
 
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")  # NUL and lone surrogates: no UTF-8 for the server
+
+
 def clean_text(text: str | None) -> str | None:
-    """PostgreSQL text cannot hold NUL characters; Telegram text can."""
-    return None if text is None else text.replace("\x00", "\ufffd")
+    """PostgreSQL text cannot hold NUL or a lone surrogate (not UTF-8); Telegram's JSON can carry both."""
+    return None if text is None else _UNSTORABLE.sub("\ufffd", text)
 
 
 def _message_row(chat: dict[str, Any], user: dict[str, Any] | None, message_id: int, text: str | None,
@@ -102,6 +108,19 @@ def _message_row(chat: dict[str, Any], user: dict[str, Any] | None, message_id: 
     }
 
 
+def _row_bytes(row: dict[str, Any]) -> int:
+    """Memory a buffered row holds (the dict and its values): what MAX_PENDING_BYTES bounds."""
+    return sys.getsizeof(row) + sum(sys.getsizeof(value) for value in row.values())
+
+
+def _refused_data(exc: BaseException) -> bool:
+    """The row itself is the problem (the server refused it, or it could not even be encoded), so
+    retrying cannot help; anything else (connection, pool, cancellation) keeps the rows for a retry."""
+    if isinstance(exc, psycopg.Error):
+        return not isinstance(exc, psycopg.OperationalError)
+    return isinstance(exc, ValueError | TypeError)  # e.g. UnicodeEncodeError while adapting a value
+
+
 class Database:
     """The bot's connection pool plus the few queries the features need."""
 
@@ -113,6 +132,7 @@ class Database:
         self.pool = self._new_pool()
         self._probe: asyncio.Task[None] | None = None
         self._pending: list[dict[str, Any]] = []  # messages waiting for the writer
+        self._pending_bytes = 0  # _row_bytes of everything in _pending
         self._in_flight = 0  # messages of the batch being written
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -232,10 +252,13 @@ class Database:
         A batch that cannot be written stays buffered and is retried (also across an outage);
         only when MAX_PENDING messages are waiting are new ones dropped, and that is logged.
         """
-        if len(self._pending) >= MAX_PENDING:
+        row = _message_row(chat, user, message_id, text, timestamp)
+        size = _row_bytes(row)
+        if len(self._pending) >= MAX_PENDING or self._pending_bytes + size > MAX_PENDING_BYTES:
             self._drop(1)
         else:
-            self._pending.append(_message_row(chat, user, message_id, text, timestamp))
+            self._pending.append(row)
+            self._pending_bytes += size
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_loop(), name="db-writer")
         self._wake.set()
@@ -260,8 +283,7 @@ class Database:
         async with self._flush_lock:
             todo = len(self._pending)
             while todo > 0 and self._pending:
-                rows = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
+                rows = self._take(MAX_BATCH)
                 todo -= len(rows)
                 self._in_flight = len(rows)
                 try:
@@ -269,9 +291,9 @@ class Database:
                 except BaseException as exc:  # incl. cancellation at shutdown: keep the rows
                     self._in_flight = 0
                     self._requeue(rows)
-                    if isinstance(exc, psycopg.Error) and not isinstance(exc, psycopg.OperationalError):
-                        # The server refused this data: retrying the batch cannot help, so store
-                        # row by row and drop only what is refused (never happens with sane input).
+                    if _refused_data(exc):
+                        # This data cannot be stored: retrying the batch cannot help, so store row
+                        # by row and set aside only what is refused (never happens with sane input).
                         await self._write_rows_singly(len(rows), exc)
                         continue
                     raise
@@ -301,31 +323,37 @@ class Database:
                               _columns(message_rows, "chat_id", "message_id", "user_id", "text", "ts"))
 
     async def _write_rows_singly(self, count: int, batch_error: BaseException) -> None:
-        rows = self._pending[:count]
-        del self._pending[:count]
+        rows = self._take(count)
         refused = 0
         for i, row in enumerate(rows):
             try:
                 await self._write_batch([row])
-            except psycopg.Error as exc:
-                if isinstance(exc, psycopg.OperationalError):
+            except BaseException as exc:
+                if not _refused_data(exc):
                     self._requeue(rows[i:])
                     raise
                 refused += 1
-            except BaseException:
-                self._requeue(rows[i:])
-                raise
         if refused:
             self.dropped += refused
             log.error("%d messages refused by the database and not stored: %s", refused, batch_error,
                       extra={"code": classify(batch_error)})
 
+    def _take(self, count: int) -> list[dict[str, Any]]:
+        """Remove and return the oldest `count` rows of the buffer."""
+        rows = self._pending[:count]
+        del self._pending[:count]
+        self._pending_bytes -= sum(_row_bytes(row) for row in rows)
+        return rows
+
     def _requeue(self, rows: list[dict[str, Any]]) -> None:
-        """Put rows back at the head of the buffer; beyond MAX_PENDING the newest are dropped."""
+        """Put rows back at the head of the buffer; beyond MAX_PENDING (or _BYTES) the newest are dropped."""
         self._pending[:0] = rows
-        overflow = len(self._pending) - MAX_PENDING
-        if overflow > 0:
-            del self._pending[MAX_PENDING:]
+        self._pending_bytes += sum(_row_bytes(row) for row in rows)
+        overflow = 0
+        while self._pending and (len(self._pending) > MAX_PENDING or self._pending_bytes > MAX_PENDING_BYTES):
+            self._pending_bytes -= _row_bytes(self._pending.pop())
+            overflow += 1
+        if overflow:
             self._drop(overflow)
 
     def _drop(self, count: int) -> None:
@@ -338,8 +366,9 @@ class Database:
         now = time.monotonic()
         if self._dropped_unlogged and (force or now - self._last_drop_log >= DROP_LOG_INTERVAL):
             self._last_drop_log = now
-            log.error("message buffer full (%d waiting): %d messages dropped, not stored (%d in total)",
-                      MAX_PENDING, self._dropped_unlogged, self.dropped, extra={"code": "APP004"})
+            log.error("message buffer full (%d messages or %d MiB waiting): %d messages dropped, not stored"
+                      " (%d in total)", MAX_PENDING, MAX_PENDING_BYTES // 2**20, self._dropped_unlogged,
+                      self.dropped, extra={"code": "APP004"})
             self._dropped_unlogged = 0
 
     async def _write_loop(self) -> None:
@@ -414,7 +443,10 @@ class Database:
             row = await cur.fetchone()
         config = row[0] if row and isinstance(row[0], dict) else {}
         if changes == self._config_changes:  # else it may have read the value from before a change
+            self._config_cache.pop(chat_id, None)  # re-inserted last: the dict stays oldest first
             self._config_cache[chat_id] = (time.monotonic(), config)
+            while len(self._config_cache) > CONFIG_CACHE_MAX:
+                del self._config_cache[next(iter(self._config_cache))]
         return config
 
     async def set_chat_config(self, chat_id: int, chat_type: str, key: str, value: Any | None) -> None:

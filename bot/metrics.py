@@ -44,6 +44,9 @@ class Metrics:
         self.updates_total = 0
         self.errors_total = 0
         self.latencies_ms: deque[float] = deque(maxlen=window)
+        self.conflicts_total = 0  # 409 Conflict from getUpdates: another poller uses the token
+        self.last_conflict_at: float | None = None
+        self.last_logged_conflict_at = 0.0
 
     def record_update(self, latency_ms: float) -> None:
         self.updates_total += 1
@@ -52,6 +55,10 @@ class Metrics:
 
     def record_error(self) -> None:
         self.errors_total += 1
+
+    def record_conflict(self) -> None:
+        self.conflicts_total += 1
+        self.last_conflict_at = time.time()
 
     def snapshot(self) -> dict[str, Any]:
         values = sorted(self.latencies_ms)
@@ -62,6 +69,8 @@ class Metrics:
             "last_update_at": _iso(self.last_update_at),
             "updates_total": self.updates_total,
             "errors_total": self.errors_total,
+            "polling_conflicts_total": self.conflicts_total,
+            "last_polling_conflict_at": _iso(self.last_conflict_at),
             "handler_latency_ms": {
                 "count": len(values),
                 "p50": round(_percentile(values, 0.50), 3),
@@ -73,11 +82,15 @@ class Metrics:
         }
 
     def write(self, app_dir: Path | str) -> Path:
+        return self.write_snapshot(self.snapshot(), app_dir)
+
+    @staticmethod
+    def write_snapshot(snapshot: dict[str, Any], app_dir: Path | str) -> Path:
         """Rewrite the metrics file atomically (write a temp file, then rename over)."""
         path = Path(app_dir) / METRICS_RELPATH
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{self.pid}.tmp")
-        tmp.write_text(json.dumps(self.snapshot(), indent=1) + "\n", encoding="utf-8")
+        tmp = path.with_name(f".{path.name}.{snapshot['pid']}.tmp")
+        tmp.write_text(json.dumps(snapshot, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)
         return path
 

@@ -23,6 +23,8 @@ ERROR_WINDOW = timedelta(hours=1)
 STALE_METRICS_S = 90
 # A bot process must have started before it wrote started_at; more than this later means the pid was reused.
 PID_START_SLACK_S = 5
+# During a 409 Conflict the bot retries getUpdates at least every 30 s: a newer one means it goes on.
+CONFLICT_RECENT_S = 120
 
 
 @dataclass(frozen=True)
@@ -257,6 +259,21 @@ def check_last_update(metrics: dict[str, Any] | None, now: datetime) -> Check:
     return Check("last_update", "ok", f"last update {age} s ago", value=age)
 
 
+def check_polling(metrics: dict[str, Any] | None, now: datetime) -> Check:
+    """409 Conflict from getUpdates means a second process polls with the same BOT_TOKEN: updates are lost."""
+    total = int((metrics or {}).get("polling_conflicts_total") or 0)
+    age = _age_s((metrics or {}).get("last_polling_conflict_at"), now)
+    if not total or age is None:
+        return Check("polling", "ok", "no 409 Conflict from getUpdates", value=0)
+    if age <= CONFLICT_RECENT_S:
+        return Check("polling", "critical",
+                     f"another process is polling with this BOT_TOKEN: {total} x 409 Conflict, the last"
+                     f" {age} s ago (API003); stop the other instance (or revoke the token in @BotFather)",
+                     value=total, details={"conflicts": total, "last_age_s": age})
+    return Check("polling", "ok", f"no 409 Conflict in the last {CONFLICT_RECENT_S} s ({total} before,"
+                 f" the last {age} s ago)", value=total, details={"conflicts": total, "last_age_s": age})
+
+
 def check_openai(env: Env) -> Check:
     if not env.openai_api_key:
         return Check("openai", "info", "not configured (OPENAI_API_KEY unset): /ask and /analyze disabled")
@@ -322,6 +339,7 @@ def health(env: Env, comprehensive: bool = False, cpu_interval: float = 0.5) -> 
         check_error_rate(env, metrics, now),
         check_latency(metrics),
         check_last_update(metrics, now),
+        check_polling(metrics, now),
     ]
     try:
         if comprehensive:

@@ -390,6 +390,8 @@ async def inject_failure(request: web.Request) -> web.Response:
         default = {
             429: f"Too Many Requests: retry after {retry_after or 1}",
             403: "Forbidden: bot was blocked by the user",
+            409: "Conflict: terminated by other getUpdates request; "
+                 "make sure that only one bot instance is running",  # a second poller on the token
             400: "Bad Request: injected failure",
             500: "Internal Server Error",
         }.get(code, f"Error {code}")

@@ -1,6 +1,7 @@
 """Static files under /files/ for the video feature.
 
-- sample.mp4: a tiny real H.264 MP4 (bot/sandbox/static/sample.mp4, see mp4.py).
+Fixture files live in bot/sandbox/static/:
+- sample.mp4: a tiny real H.264 MP4 (16x16, one second at 10 fps).
 - big.mp4: announces 60 MiB (over Telegram's 50 MB bot upload limit) and streams an MP4 header
   followed by zeros; the body is bounded by that length and stops when the client goes away.
 - slow.mp4?delay=N: sample.mp4 after N seconds (N <= 60), for download timeouts.
@@ -14,19 +15,20 @@
 - page.html: an HTML page without any video.
 - video.html: an HTML page embedding sample.mp4 (<video> + og:video), for yt-dlp's generic extractor.
 - cat.json?to=URL: thecatapi-style [{"url": URL}] (default: itself, a loop), for /cat's address checks.
-- cat.jpg: a tiny real JPEG (image/jpeg, built in memory by jpeg.py) for /cat.
+- cat.jpg: a tiny real JPEG (32x32 baseline JFIF) for /cat.
 """
 
 from __future__ import annotations
 
 import asyncio
 import html
+from pathlib import Path
 
 from aiohttp import web
 
-from bot.sandbox.jpeg import build_cat_jpeg
-from bot.sandbox.mp4 import STATIC_DIR
 from bot.sandbox.state import STATE
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 BIG_SIZE = 60 * 1024 * 1024
 CHUNK = 256 * 1024
@@ -165,8 +167,8 @@ async def video_page(request: web.Request) -> web.Response:
     return web.Response(text=body, content_type="text/html")
 
 
-async def cat(request: web.Request) -> web.Response:
-    return web.Response(body=build_cat_jpeg(), content_type="image/jpeg")
+async def cat(request: web.Request) -> web.StreamResponse:
+    return web.FileResponse(STATIC_DIR / "cat.jpg", headers={"Content-Type": "image/jpeg"})
 
 
 async def cat_json(request: web.Request) -> web.Response:

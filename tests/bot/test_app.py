@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from botproc import Bot, make_env, module_bot, private_sandbox, start_bot, unhandled
 
-from bot.app import build_application
+from bot.app import (
+    STOP_FINAL_FLUSH_SECONDS,
+    STOP_FLUSH_SECONDS,
+    STOP_HANDLER_GRACE_SECONDS,
+    build_application,
+)
 from bot.errors import BotError
 from bot.metrics import read_metrics
 from bot.settings import Env
+
+UNIT = Path(__file__).resolve().parents[2] / "roles" / "bot" / "templates" / "psychochauffeur-bot.service.j2"
 
 
 @pytest.fixture(scope="module")
@@ -147,3 +157,130 @@ def test_secrets_never_reach_logs(bot: Bot) -> None:
     for name in ("BOT_TOKEN", "OPENAI_API_KEY", "WEATHER_API_KEY"):
         secret = bot.sandbox.env[name]
         assert secret.split(":")[-1] not in text, name
+
+
+CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
+
+
+def until(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
+
+
+def test_a_409_conflict_is_one_clear_error_with_back_off_and_health_sees_it(pg_server, tmp_path) -> None:
+    dsn = pg_server.create_db("app_conflict")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        try:
+            assert bot.say("/ping") == "pong"
+            calls = sandbox.client.health()["calls"]["getUpdates"]
+            sandbox.client.fail("getUpdates", error_code=409, count=3, description=CONFLICT)
+            injected = time.monotonic()
+            until(lambda: sandbox.client.health()["calls"]["getUpdates"] >= calls + 4, "3 conflicts, 1 poll")
+            # PTB's retry loop backs off (1 s, then x1.5 up to 30 s) instead of hammering the API
+            assert time.monotonic() - injected >= 2.5
+            assert bot.say("/ping") == "pong"  # polling again by itself
+            assert bot.stop() == 0
+            conflicts = [r for r in bot.records("error.log") if "409" in r["msg"]]
+            assert len(conflicts) == 1, conflicts  # one line, not one per retry
+            assert conflicts[0]["code"] == "API003" and "exc" not in conflicts[0]
+            assert "another process is polling" in conflicts[0]["msg"] and CONFLICT in conflicts[0]["msg"]
+            assert not unhandled(bot)
+            assert "Traceback" not in bot.output_text()
+            assert bot.query("SELECT code, count(*) FROM error_events GROUP BY code") == [("API003", 1)]
+            metrics = read_metrics(bot.app_dir)
+            assert metrics["polling_conflicts_total"] == 3 and metrics["last_polling_conflict_at"]
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_conflict")
+
+
+def test_the_latency_metric_covers_handlers_that_run_in_the_background(pg_server, tmp_path) -> None:
+    dsn = pg_server.create_db("app_latency")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        try:
+            answer = bot.say("/ask [sandbox:slow=2] hello", timeout=60)  # /ask runs with block=False
+            assert answer.startswith("Sandbox answer")
+            assert bot.stop() == 0
+            latency = read_metrics(bot.app_dir)["handler_latency_ms"]
+            assert latency["max"] >= 2000, latency
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_latency")
+
+
+def test_sigterm_stores_buffered_messages_first_and_stops_in_timeout_stop_sec(pg_server, tmp_path) -> None:
+    """systemd's stop, as the unit configures it: SIGTERM, then SIGKILL after TimeoutStopSec."""
+    timeout_stop = float(re.search(r"^TimeoutStopSec=(\d+)$", UNIT.read_text(), re.MULTILINE).group(1))
+    budget = STOP_FLUSH_SECONDS + STOP_HANDLER_GRACE_SECONDS + STOP_FINAL_FLUSH_SECONDS
+    assert budget + 5 <= timeout_stop  # 5 s for the rest of the shutdown
+    dsn = pg_server.create_db("app_sigterm")
+    group = -5001
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        try:
+            assert bot.say("/ping") == "pong"
+            sandbox.client.push("/ask [sandbox:slow=30] take your time", user_id=5000)  # will not finish
+            until(lambda: len(sandbox.client.openai_requests()) >= 1, "the GPT call is under way")
+            burst = [{"text": f"burst {i}", "chat_id": group, "user_id": 5001 + i % 7} for i in range(1500)]
+            pushed = sandbox.client.push_many(burst)
+            until(lambda: len(sandbox.client.pending()) < 1500, "the bot is fetching the burst")
+            start = time.monotonic()
+            bot.proc.send_signal(signal.SIGTERM)
+            try:
+                code = bot.proc.wait(timeout_stop)
+            except subprocess.TimeoutExpired:
+                code = None  # systemd would SIGKILL now
+            elapsed = time.monotonic() - start
+            assert code == 0, f"not stopped within TimeoutStopSec={timeout_stop:g}"
+            assert elapsed <= STOP_HANDLER_GRACE_SECONDS + 8, elapsed  # did not wait for the 30 s answer
+            unconfirmed = {u["message"]["message_id"] for u in sandbox.client.pending() if "message" in u}
+            stored = {r[0] for r in bot.query("SELECT message_id FROM messages WHERE chat_id = %s", (group,))}
+            fetched = {p["message_id"] for p in pushed} - unconfirmed
+            assert fetched and fetched <= stored  # every update the bot took from Telegram is stored
+            assert any("handlers still running" in r["msg"] for r in bot.records())
+            assert any(r["msg"] == "bot stopped" for r in bot.records())
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_sigterm")
+
+
+def test_a_stalled_metrics_write_does_not_stall_the_bot(pg_server, tmp_path) -> None:
+    """The metrics file is written off the event loop: a FIFO in place of its temp file blocks the write
+    (as a hung disk would) until someone reads it, and the bot must keep answering meanwhile."""
+    dsn = pg_server.create_db("app_metrics_stall")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app", global_config={"metrics_interval_seconds": 0.2})
+        fifo = bot.app_dir / "data" / f".metrics.json.{bot.proc.pid}.tmp"
+        try:
+            until(lambda: (bot.app_dir / "data" / "metrics.json").exists(), "the first metrics file")
+            until(lambda: _mkfifo(fifo), "a FIFO in place of the temp file")
+            for _ in range(5):  # about a second: the 0.2 s job has hit the FIFO meanwhile
+                assert bot.say("/ping", timeout=10) == "pong"
+        finally:
+            if fifo.exists():  # a reader lets the blocked writer go on; later writes get a plain file
+                fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+                fifo.unlink()
+                until(lambda: _readable(fd), "the blocked write went through")
+                os.close(fd)
+            bot.stop()
+            pg_server.drop_db("app_metrics_stall")
+    assert bot.proc.returncode == 0  # and no hang at shutdown's own metrics write
+
+
+def _mkfifo(path: Path) -> bool:
+    try:
+        os.mkfifo(path)
+    except FileExistsError:  # a write is under way right now: try again
+        return False
+    return True
+
+
+def _readable(fd: int) -> bool:
+    try:
+        return bool(os.read(fd, 65536))
+    except BlockingIOError:
+        return False

@@ -145,7 +145,7 @@ async def test_a_full_buffer_refuses_new_messages_and_logs_the_count(
         queue(tiny_db, range(1, 26))  # synchronously: the writer has not run yet
     assert tiny_db.dropped == 5 and tiny_db.pending == 20
     assert [r.getMessage() for r in caplog.records if getattr(r, "code", None) == "APP004"] == [
-        "message buffer full (20 waiting): 1 messages dropped, not stored (1 in total)"]
+        "message buffer full (20 messages or 64 MiB waiting): 1 messages dropped, not stored (1 in total)"]
     await until_stored(database_url, list(range(1, 21)))
     await until(lambda: tiny_db.pending == 0, "the writer finished")
     assert any("4 messages dropped" in r.getMessage() and getattr(r, "code", None) == "APP004"
@@ -172,3 +172,66 @@ async def test_a_cold_chat_config_cache_costs_one_query_not_one_per_message(tiny
     layers = await asyncio.gather(*(tiny_db.chat_config(CHAT["id"], strict=False) for _ in range(300)))
     assert layers == [{}] * 300
     assert tiny_db.pool.pop_stats().get("requests_num", 0) == 1
+
+
+async def test_a_lone_surrogate_is_stored_cleaned_and_never_blocks_the_writer(tiny_db: Database,
+                                                                             database_url: str) -> None:
+    # Telegram's JSON may carry "\\ud800" alone; UTF-8 (the server's encoding) has no such character.
+    now = datetime.now(UTC)
+    queue(tiny_db, range(1, 5))
+    tiny_db.queue_message({**CHAT, "title": "bad \ud800 title"}, {**user(1), "first_name": "\udfff"}, 5,
+                          "lone \ud83d surrogate \x00 and NUL", now)  # the last version of chat and user
+    await until_stored(database_url, [1, 2, 3, 4, 5])
+    assert tiny_db.pending == 0 and tiny_db.dropped == 0
+    with psycopg.connect(database_url) as conn:
+        text = conn.execute("SELECT text FROM messages WHERE message_id = 5").fetchone()[0]
+        title = conn.execute("SELECT title FROM chats").fetchone()[0]
+        name = conn.execute("SELECT first_name FROM users WHERE user_id = 5001").fetchone()[0]
+    assert (text, title, name) == ("lone \ufffd surrogate \ufffd and NUL", "bad \ufffd title", "\ufffd")
+    queue(tiny_db, range(6, 8))  # the writer is still alive
+    await until_stored(database_url, [1, 2, 3, 4, 5, 6, 7])
+
+
+async def test_a_row_that_cannot_be_encoded_is_set_aside_and_the_rest_is_stored(
+        tiny_db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Defence in depth: should an unencodable row get past clean_text, only that row is lost."""
+    monkeypatch.setattr(bot.db, "clean_text", lambda text: text)
+    now = datetime.now(UTC)
+    queue(tiny_db, range(1, 3))
+    tiny_db.queue_message(CHAT, user(3), 3, "lone \ud800", now)
+    queue(tiny_db, range(4, 6))
+    with caplog.at_level(logging.ERROR, logger="bot.db"):
+        await until_stored(database_url, [1, 2, 4, 5])
+        await until(lambda: tiny_db.pending == 0, "the writer finished")
+    assert tiny_db.dropped == 1
+    assert any("1 messages refused" in r.getMessage() for r in caplog.records)
+
+
+async def test_the_buffer_is_bounded_by_bytes_as_well_as_by_count(
+        tiny_db: Database, database_url: str, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(bot.db, "MAX_PENDING_BYTES", 1024 * 1024)
+    held = await hold_all_connections(tiny_db)  # nothing is written meanwhile
+    long_text = "\U0001f600" * 4096  # Telegram's longest message, 4 bytes a character in memory
+    now = datetime.now(UTC)
+    with caplog.at_level(logging.ERROR, logger="bot.db"):
+        for i in range(1, 101):
+            tiny_db.queue_message(CHAT, user(i), i, long_text, now)
+    assert 50 <= tiny_db.pending < 64  # ~16 KiB each: the MiB holds about 60, not 100
+    assert tiny_db.dropped == 100 - tiny_db.pending
+    assert tiny_db._pending_bytes <= 1024 * 1024
+    assert any(getattr(r, "code", None) == "APP004" for r in caplog.records)
+    for conn in held:
+        await tiny_db.pool.putconn(conn)
+    await until(lambda: tiny_db.pending == 0, "the writer finished")
+    assert tiny_db._pending_bytes == 0
+    assert len(stored_ids(database_url)) == 100 - tiny_db.dropped
+
+
+async def test_the_chat_config_cache_is_bounded(tiny_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(bot.db, "CONFIG_CACHE_MAX", 50)
+    for chat_id in range(200):
+        await tiny_db.chat_config(chat_id)
+    assert len(tiny_db._config_cache) == 50
+    assert set(tiny_db._config_cache) == set(range(150, 200))  # the oldest went first

@@ -13,7 +13,9 @@ def test_snapshot_has_the_contract_keys_and_real_process_figures() -> None:
     metrics = Metrics()
     snap = metrics.snapshot()
     assert set(snap) == {"pid", "started_at", "written_at", "last_update_at", "updates_total", "errors_total",
-                         "handler_latency_ms", "rss_bytes", "gc_objects"}
+                         "handler_latency_ms", "rss_bytes", "gc_objects", "polling_conflicts_total",
+                         "last_polling_conflict_at"}
+    assert snap["polling_conflicts_total"] == 0 and snap["last_polling_conflict_at"] is None
     assert snap["pid"] == os.getpid()
     assert snap["last_update_at"] is None and snap["updates_total"] == 0
     assert snap["handler_latency_ms"] == {"count": 0, "p50": 0.0, "p95": 0.0, "max": 0.0}

@@ -11,7 +11,7 @@ from botproc import Bot, unhandled
 
 from bot.errors import BotError
 from bot.features.basic import COMMANDS, _fetch_image
-from bot.sandbox.jpeg import build_cat_jpeg
+from bot.sandbox.files import STATIC_DIR
 
 
 def GLOBAL_CONFIG(sandbox) -> dict:  # noqa: N802 - read by conftest
@@ -57,7 +57,7 @@ def test_cat_sends_a_photo(bot: Bot) -> None:
     assert item["method"] == "sendPhoto", item
     # the bot fetched the sandbox's cat.jpg (GLOBAL_CONFIG above) and uploaded exactly those bytes
     upload = item["params"]["photo"]
-    assert upload["sha256"] == hashlib.sha256(build_cat_jpeg()).hexdigest(), upload
+    assert upload["sha256"] == hashlib.sha256((STATIC_DIR / "cat.jpg").read_bytes()).hexdigest(), upload
     assert not unhandled(bot)
 
 
@@ -81,7 +81,7 @@ async def test_cat_checks_every_address_and_follows_json_once(sandbox) -> None:
     cat_json = f"{sandbox.url}/files/cat.json?to="
     async with httpx.AsyncClient() as client:
         assert await _fetch_image(client, cat_json + quote(f"{sandbox.url}/files/cat.jpg"), 10**7, 5,
-                                  allow_loopback=True) == build_cat_jpeg()
+                                  allow_loopback=True) == (STATIC_DIR / "cat.jpg").read_bytes()
         for target in ("http://10.0.0.1/cat.jpg", "http://169.254.169.254/latest/meta-data/",
                        f"{sandbox.url}/files/redirect?to=" + quote("http://192.168.1.1/c.jpg", safe="")):
             with pytest.raises(BotError, match="won't fetch: the link points to a private") as info:

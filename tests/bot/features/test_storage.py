@@ -73,3 +73,18 @@ def test_stats(bot: Bot) -> None:
 def test_stats_in_an_empty_private_chat_counts_the_command(bot: Bot) -> None:
     assert "Messages: 1" in bot.say("/stats", user_id=3020)
     assert not unhandled(bot)
+
+
+def test_a_lone_surrogate_from_telegram_is_stored_cleaned_and_later_messages_too(bot: Bot) -> None:
+    chat = {"id": -3004, "type": "group", "title": "Surrogate \ud800"}
+    user = {"id": 3020, "is_bot": False, "first_name": "Lone \udfff"}
+    bot.client.push_raw({"message": {"message_id": 950, "date": 1_700_000_000, "chat": chat, "from": user,
+                                     "text": "broken \ud83d emoji"}})
+    bot.client.push_raw({"message": {"message_id": 951, "date": 1_700_000_001, "chat": chat, "from": user,
+                                     "text": "after it"}})
+    bot.quiet_after("barrier", chat_id=-3004, user_id=3020, chat_type="group")
+    deadline = time.monotonic() + 15  # the writer stores in the background
+    while len(rows := stored(bot, -3004)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rows[:2] == [(950, 3020, "broken \ufffd emoji"), (951, 3020, "after it")]
+    assert not unhandled(bot)

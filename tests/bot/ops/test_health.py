@@ -45,7 +45,7 @@ def health(run_cli, env, *args):
 
 def test_healthy_bot(run_cli, healthy):
     result, statuses = health(run_cli, healthy)
-    controlled = ("process", "database", "bot_api", "error_rate", "latency", "last_update")
+    controlled = ("process", "database", "bot_api", "error_rate", "latency", "last_update", "polling")
     assert {k: statuses[k] for k in controlled} == dict.fromkeys(controlled, "ok")
     assert {"disk", "memory", "cpu"} <= statuses.keys()
     checks = {c["name"]: c for c in result.json()["checks"]}
@@ -75,6 +75,20 @@ def test_error_rate_states(run_cli, bot_env, metrics, log, errors, expected):
     check = next(c for c in result.json()["checks"] if c["name"] == "error_rate")
     assert check["value"] == errors  # per cent of 100 updates
     assert result.code >= EXIT_CODES[expected]
+
+
+@pytest.mark.parametrize("age_s, expected", [(None, "ok"), (20, "critical"), (600, "ok")])
+def test_a_409_conflict_while_polling_is_reported(run_cli, healthy, metrics, age_s, expected):
+    last = None
+    if age_s is not None:
+        last = (datetime.now(UTC) - timedelta(seconds=age_s)).isoformat(timespec="seconds")
+    metrics(polling_conflicts_total=0 if age_s is None else 7, last_polling_conflict_at=last)
+    result, statuses = health(run_cli, healthy)
+    assert statuses["polling"] == expected
+    check = next(c for c in result.json()["checks"] if c["name"] == "polling")
+    if expected == "critical":
+        assert "409 Conflict" in check["summary"] and "API003" in check["summary"]
+        assert "stop the other instance" in check["summary"] and result.code == 2
 
 
 def test_errors_without_traffic_warn(run_cli, bot_env, metrics, log):

@@ -175,3 +175,15 @@ def test_entities_use_utf16_offsets():
 
 def test_no_entities_in_plain_text_and_paths():
     assert detect_entities("just words, a/b/c and 3.14") == []
+
+
+def test_get_updates_can_answer_409_conflict_like_a_second_poller(sandbox):
+    from bot.sandbox.server import SANDBOX_BOT_TOKEN
+
+    sandbox.client.fail("getUpdates", error_code=409, count=1)
+    url = f"{sandbox.url}/bot{SANDBOX_BOT_TOKEN}/getUpdates"
+    first = requests.post(url, json={"timeout": 0}, timeout=10)
+    assert first.status_code == 409
+    assert first.json() == {"ok": False, "error_code": 409, "description": "Conflict: terminated by other "
+                            "getUpdates request; make sure that only one bot instance is running"}
+    assert requests.post(url, json={"timeout": 0}, timeout=10).json()["ok"] is True  # count=1: then normal

@@ -3,14 +3,13 @@ the cat picture is a JPEG."""
 
 from __future__ import annotations
 
+import struct
 import time
 
 import requests
 import yt_dlp
 
-from bot.sandbox.files import BIG_SIZE
-from bot.sandbox.jpeg import build_cat_jpeg
-from bot.sandbox.mp4 import STATIC_DIR
+from bot.sandbox.files import BIG_SIZE, STATIC_DIR
 
 LIMIT = 50 * 1024 * 1024
 
@@ -64,12 +63,26 @@ def test_unknown_file_is_404_and_bad_delay_400(sandbox):
     assert response.content == (STATIC_DIR / "sample.mp4").read_bytes()
 
 
-def test_cat_jpg_is_the_generated_jpeg(sandbox):
+def sof0_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the baseline frame header; walks the JPEG marker segments."""
+    pos = 2
+    while pos + 4 <= len(data):
+        assert data[pos] == 0xFF, f"no marker at {pos}"
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xC0:
+            height, width = struct.unpack(">HH", data[pos + 5 : pos + 9])
+            return width, height
+        pos += 2 + length
+    raise AssertionError("no SOF0 segment")
+
+
+def test_cat_jpg_is_the_shipped_jpeg(sandbox):
     response = requests.get(f"{sandbox.url}/files/cat.jpg", timeout=10)
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "image/jpeg"
-    assert response.content == build_cat_jpeg()
+    assert response.content == (STATIC_DIR / "cat.jpg").read_bytes()
     assert response.content[:3] == b"\xff\xd8\xff" and response.content.endswith(b"\xff\xd9")
+    assert sof0_size(response.content) == (32, 32)
     head = requests.head(f"{sandbox.url}/files/cat.jpg", timeout=10)
     assert head.status_code == 200 and int(head.headers["Content-Length"]) == len(response.content)
 

@@ -14,7 +14,7 @@ from telegram.error import BadRequest, Conflict, InvalidToken, NetworkError, Ret
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
 from bot.sandbox import telegram_api
-from bot.sandbox.mp4 import STATIC_DIR
+from bot.sandbox.files import STATIC_DIR
 from bot.sandbox.server import SANDBOX_BOT_TOKEN
 
 BOT_ID = int(SANDBOX_BOT_TOKEN.split(":")[0])
