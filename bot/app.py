@@ -157,8 +157,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
                   exc_info=exc if code == "APP000" else None, extra=extra)
         if db is not None and db.up:
             with contextlib.suppress(BotError):
-                await db.record_error(code, type(exc).__module__, f"{type(exc).__name__}: {exc}",
-                                      chat.id if chat else None)
+                message = logs.redact(f"{type(exc).__name__}: {exc}", context.bot_data["env"].secrets())
+                await db.record_error(code, type(exc).__module__, message, chat.id if chat else None)
     if chat is None or not isinstance(update, Update) or isinstance(exc, TelegramError) and code == "APP003":
         return  # nothing to answer, or we are not allowed to write there
     if chat.type == ChatType.CHANNEL:
@@ -179,7 +179,7 @@ def run(env: Env) -> int:
         app = build_application(env)
     except BotError as exc:
         log.error("cannot start: %s", exc, extra={"code": exc.code})
-        print(f"error: {exc} ({exc.code})", file=sys.stderr)
+        print(logs.redact(f"error: {exc} ({exc.code})", env.secrets()), file=sys.stderr)
         raise SystemExit(2) from None
     log.info("starting long polling (timeout %s s)", env.poll_timeout)
     try:
@@ -189,6 +189,6 @@ def run(env: Env) -> int:
         code = classify(exc)
         what = "Telegram rejected BOT_TOKEN" if code == "API002" else "cannot reach the Telegram Bot API"
         log.error("cannot start: %s: %s", what, exc, extra={"code": code})
-        print(f"error: {what}: {exc} ({code})", file=sys.stderr)
+        print(logs.redact(f"error: {what}: {exc} ({code})", env.secrets()), file=sys.stderr)
         raise SystemExit(2 if code == "API002" else 1) from None
     return 0
