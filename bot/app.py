@@ -14,13 +14,14 @@ import httpx
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
 from telegram.error import InvalidToken, NetworkError, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot import logs
 from bot.db import Database
 from bot.errors import BotError, classify, user_message
 from bot.features import admin, analyze, basic, gpt, links, storage, video, weather
 from bot.metrics import Metrics
+from bot.quotas import Quotas
 from bot.settings import Env, load_global_config
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,14 @@ def build_application(env: Env) -> Application:
         .get_updates_connect_timeout(5)
         .get_updates_read_timeout(5)
         .defaults(Defaults(allow_sending_without_reply=True))  # a deleted message must not lose the answer
+        # Telegram's flood limits (30 messages/s, 20 a minute per group): wait instead of being banned,
+        # and retry once after a 429's retry_after.
+        .rate_limiter(AIORateLimiter(max_retries=1))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
     )
-    app.bot_data.update(env=env, config=config, metrics=Metrics())
+    app.bot_data.update(env=env, config=config, metrics=Metrics(), quotas=Quotas(config["rate_limits"]))
     for feature in FEATURES:
         feature.register(app)
     basic.register_fallback(app)

@@ -22,7 +22,7 @@ from telegram import Message, Update
 from telegram.constants import ChatAction
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
-from bot.features import Context, chat_settings, command_args, config, env, reply
+from bot.features import Context, chat_settings, command_args, config, env, reply, within_quota
 from bot.urls import (
     LOOPBACK_NAMES,
     UnresolvableHost,
@@ -229,6 +229,8 @@ async def on_link(update: Update, context: Context) -> None:
     cfg = config(context).get("video", {})
     urls = [u for u in extract_urls(message.text or message.caption)
             if allowed(u, cfg.get("allowed_domains", []), env(context).sandbox)]
+    if urls and not await within_quota(update, context, "video"):
+        return
     for url in urls[:2]:
         await handle_url(update, context, url, explicit=False)
 
@@ -237,6 +239,8 @@ async def video_command(update: Update, context: Context) -> None:
     args = command_args(context)
     if len(args) != 1:
         await reply(update, "Usage: /video <link> — for example: /video https://vimeo.com/76979871")
+        return
+    if not await within_quota(update, context, "video"):
         return
     await handle_url(update, context, args[0], explicit=True)
 

@@ -107,6 +107,16 @@ def test_error_events_rows_are_redacted(pg_server, tmp_path) -> None:
             pg_server.drop_db("app_redacted_rows")
 
 
+def test_outgoing_calls_go_through_ptbs_flood_control(tmp_path) -> None:
+    """Telegram bans bots that flood a group; AIORateLimiter queues instead (and honours retry_after)."""
+    from telegram.ext import AIORateLimiter
+
+    from bot.sandbox.server import SANDBOX_BOT_TOKEN
+
+    app = build_application(Env.from_environ({"BOT_APP_DIR": str(tmp_path), "BOT_TOKEN": SANDBOX_BOT_TOKEN}))
+    assert isinstance(app.bot.rate_limiter, AIORateLimiter)
+
+
 def test_build_application_needs_a_token(tmp_path) -> None:
     with pytest.raises(BotError) as info:
         build_application(Env.from_environ({"BOT_APP_DIR": str(tmp_path)}))
