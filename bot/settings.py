@@ -84,6 +84,9 @@ def _admin_ids(raw: Any) -> Any:
     return [int(part) for part in parts]
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def _database_url(raw: str) -> str:
     """A DSN libpq can parse, with a numeric port: anything else would make the bot flap forever."""
     try:
@@ -96,6 +99,8 @@ def _database_url(raw: str) -> str:
     for port in str(params.get("port") or "").split(","):
         if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
             raise ValueError(f"has an invalid port {port[:10]!r}; expected a number from 1 to 65535")
+    if params.get("sslmode") not in (None, *_SSLMODES):
+        raise ValueError(f"has an invalid sslmode; expected one of {', '.join(_SSLMODES)}")
     return raw
 
 

@@ -161,7 +161,8 @@ def test_admin_ids_take_only_ascii_digits_and_never_end_in_a_bare_value_error(va
 
 @pytest.mark.parametrize("url", [
     "not a url", "postgresql://bot:s3cr3t-pw@[::1/db", "postgresql://bot:s3cr3t-pw@db.example:port/db",
-    "host=/run/postgresql password=s3cr3t-pw sslmode",
+    "host=/run/postgresql password=s3cr3t-pw sslmode", "postgresql://bot:s3cr3t-pw@db.example:99999/bot",
+    "postgresql://bot:s3cr3t-pw@db.example/bot?sslmode=maybe", "postgresql://bot:s3cr3t-pw@db/bot?colour=blue",
 ])
 def test_a_malformed_database_url_is_app001_without_the_password(url: str) -> None:
     with pytest.raises(BotError) as info:
