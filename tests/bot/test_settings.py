@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.errors import BotError
@@ -208,3 +208,19 @@ def test_gpt_model_must_be_on_the_allow_list() -> None:
     # a chat row written before the allow-list (or before the operator shortened it) falls back to the default
     default = cfg["chat_defaults"]["gpt_model"]
     assert ChatSettings.from_layers(cfg, {"gpt_model": "o1-pro"}).gpt_model == default
+
+
+@given(st.sampled_from(["BOT_ADMIN_IDS", "BOT_POLL_TIMEOUT", "DATABASE_URL", "BOT_SANDBOX",
+                        "WEATHER_BASE_URL"]),
+       st.text(st.sampled_from("0123456789-, ²١٣_x:/@?=.\u200b") | st.characters(), max_size=60))
+@example("BOT_ADMIN_IDS", "1,²").via("a bare ValueError before")
+@example("BOT_ADMIN_IDS", "--1").via("a bare ValueError before")
+def test_property_any_environment_value_gives_env_or_app001(name: str, value: str) -> None:
+    try:
+        env = Env.from_environ({name: value})
+    except BotError as exc:
+        assert exc.code == "APP001" and name in str(exc)
+        return
+    if name == "BOT_ADMIN_IDS":
+        assert all(isinstance(i, int) for i in env.admin_ids)
+        assert value.replace(",", "").replace("-", "").strip().isascii()
