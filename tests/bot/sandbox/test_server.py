@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import requests
 
@@ -99,3 +100,11 @@ def test_keys_on_the_command_line_are_refused():
     result = subprocess.run([sys.executable, "-m", "bot.sandbox", "--openai-key", "sk-x"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--openai-key" in result.stderr
+
+
+def test_the_sandbox_unit_takes_the_keys_from_its_environment_file():
+    """The role's unit: the keys reach the sandbox through EnvironmentFile=, not ExecStart (ps shows that)."""
+    unit = (Path(__file__).parents[3] / "roles/bot/templates/psychochauffeur-sandbox.service.j2").read_text()
+    exec_start = unit.split("\nExecStart=", 1)[1].split("\n# ", 1)[0]
+    assert "EnvironmentFile={{ bot_env_file }}" in unit
+    assert "KEY" not in exec_start.upper() and "${" not in exec_start
