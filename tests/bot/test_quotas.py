@@ -121,3 +121,13 @@ def test_analyze_and_video_are_limited_too(bot: Bot) -> None:
     assert first
     assert bot.say(f"/video {url}", chat_id=chat, user_id=8807).startswith(
         "🐢 Slow down: this chat is asking too often for video downloads.")
+
+
+def test_the_weather_tip_counts_as_a_gpt_call_and_is_left_out_over_the_limit(bot: Bot) -> None:
+    user = 8808
+    for _ in range(2):
+        assert "👕" in bot.say("/weather Paris", user_id=user)
+    calls = len(bot.client.openai_requests())
+    third = bot.say("/weather Paris", user_id=user)
+    assert third.startswith("🌤 Paris") and "👕" not in third  # the weather alone, no "slow down"
+    assert len(bot.client.openai_requests()) == calls
