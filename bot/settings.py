@@ -14,6 +14,7 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -104,6 +105,16 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return raw
+
+
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+
+
 def _stripped(raw: Any) -> Any:
     return raw.strip() if isinstance(raw, str) else raw
 
@@ -117,12 +128,12 @@ class Env(BaseModel):
     model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
 
     bot_token: Secret = Field("", alias="BOT_TOKEN")
-    telegram_base_url: str = Field("https://api.telegram.org/bot", alias="TELEGRAM_BASE_URL")
+    telegram_base_url: HttpURL = Field("https://api.telegram.org/bot", alias="TELEGRAM_BASE_URL")
     openai_api_key: Secret = Field("", alias="OPENAI_API_KEY")
-    openai_base_url: str | None = Field(None, alias="OPENAI_BASE_URL")
+    openai_base_url: HttpURL | None = Field(None, alias="OPENAI_BASE_URL")
     openai_model: str = Field("gpt-4o-mini", alias="OPENAI_MODEL")
     weather_api_key: Secret = Field("", alias="WEATHER_API_KEY")
-    weather_base_url: str = Field("https://api.openweathermap.org", alias="WEATHER_BASE_URL")
+    weather_base_url: HttpURL = Field("https://api.openweathermap.org", alias="WEATHER_BASE_URL")
     database_url: Annotated[Secret, AfterValidator(_database_url)] = Field("", alias="DATABASE_URL")
     admin_ids: Annotated[frozenset[int], BeforeValidator(_admin_ids)] = Field(frozenset(),
                                                                                alias="BOT_ADMIN_IDS")

@@ -55,6 +55,8 @@ def test_env_reads_everything(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "value"), [
     ("BOT_ADMIN_IDS", "12,abc"), ("BOT_ADMIN_IDS", "1;2"), ("BOT_ADMIN_IDS", "$(id)"),
     ("BOT_POLL_TIMEOUT", "soon"), ("BOT_POLL_TIMEOUT", "-1"), ("BOT_POLL_TIMEOUT", "1000"),
+    ("TELEGRAM_BASE_URL", "api.telegram.org/bot"), ("OPENAI_BASE_URL", "file:///etc/passwd"),
+    ("WEATHER_BASE_URL", "http://"),
 ])
 def test_env_rejects_bad_values_with_app001(name: str, value: str) -> None:
     with pytest.raises(BotError) as info:
