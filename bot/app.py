@@ -16,13 +16,14 @@ import httpx
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
-from telegram.ext import Application, ApplicationBuilder, ContextTypes, Defaults
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults
 
 from bot import logs
 from bot.db import Database
 from bot.errors import BotError, classify, user_message
 from bot.features import admin, analyze, basic, gpt, links, storage, video, weather
 from bot.metrics import Metrics
+from bot.quotas import Quotas
 from bot.settings import Env, load_global_config
 
 log = logging.getLogger(__name__)
@@ -148,11 +149,14 @@ def build_application(env: Env) -> Application:
         .get_updates_connect_timeout(5)
         .get_updates_read_timeout(5)
         .defaults(Defaults(allow_sending_without_reply=True))  # a deleted message must not lose the answer
+        # Telegram's flood limits (30 messages/s, 20 a minute per group): wait instead of being banned,
+        # and retry once after a 429's retry_after.
+        .rate_limiter(AIORateLimiter(max_retries=1))
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
     )
-    app.bot_data.update(env=env, config=config, metrics=Metrics())
+    app.bot_data.update(env=env, config=config, metrics=Metrics(), quotas=Quotas(config["rate_limits"]))
     for feature in FEATURES:
         feature.register(app)
     basic.register_fallback(app)
@@ -241,8 +245,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
                   exc_info=exc if code == "APP000" else None, extra=extra)
         if db is not None and db.up:
             with contextlib.suppress(BotError):
-                await db.record_error(code, type(exc).__module__, f"{type(exc).__name__}: {exc}",
-                                      chat.id if chat else None)
+                message = logs.redact(f"{type(exc).__name__}: {exc}", context.bot_data["env"].secrets())
+                await db.record_error(code, type(exc).__module__, message, chat.id if chat else None)
     if chat is None or not isinstance(update, Update) or isinstance(exc, TelegramError) and code == "APP003":
         return  # nothing to answer, or we are not allowed to write there
     if chat.type == ChatType.CHANNEL:
@@ -282,7 +286,7 @@ def run(env: Env) -> int:
         app = build_application(env)
     except BotError as exc:
         log.error("cannot start: %s", exc, extra={"code": exc.code})
-        print(f"error: {exc} ({exc.code})", file=sys.stderr)
+        print(logs.redact(f"error: {exc} ({exc.code})", env.secrets()), file=sys.stderr)
         raise SystemExit(2) from None
     log.info("starting long polling (timeout %s s)", env.poll_timeout)
     try:
@@ -292,6 +296,6 @@ def run(env: Env) -> int:
         code = classify(exc)
         what = "Telegram rejected BOT_TOKEN" if code == "API002" else "cannot reach the Telegram Bot API"
         log.error("cannot start: %s: %s", what, exc, extra={"code": code})
-        print(f"error: {what}: {exc} ({code})", file=sys.stderr)
+        print(logs.redact(f"error: {what}: {exc} ({code})", env.secrets()), file=sys.stderr)
         raise SystemExit(2 if code == "API002" else 1) from None
     return 0

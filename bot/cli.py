@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from bot.errors import BotError
-from bot.ops.report import OpsError, Result, redact
+from bot.logs import redact
+from bot.ops.report import OpsError, Result
 from bot.settings import Env
 
 # One paragraph per line; _Formatter wraps each to the terminal width.
@@ -322,20 +323,19 @@ def dispatch(args: argparse.Namespace) -> Result:
 def cli(argv: Sequence[str] | None = None) -> int:
     """Parse, run, print; returns the exit code (main() exits with it)."""
     args = build_parser().parse_args(argv)
+    secrets = [os.environ.get(k) for k in ("BOT_TOKEN", "OPENAI_API_KEY", "WEATHER_API_KEY", "DATABASE_URL")]
     try:
         result = dispatch(args)
     except OpsError as exc:
+        message = redact(str(exc), secrets)
         if args.json:
-            print(json.dumps({"error": str(exc), "exit_code": exc.exit_code}))
+            print(json.dumps({"error": message, "exit_code": exc.exit_code}))
         else:
-            print(f"psychochauffeur: error: {exc}", file=sys.stderr)
+            print(f"psychochauffeur: error: {message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: say so without leaking secrets, keep the traceback for the report
-        secrets = [
-            os.environ.get(k, "") for k in ("BOT_TOKEN", "OPENAI_API_KEY", "WEATHER_API_KEY", "DATABASE_URL")
-        ]
         print(redact(traceback.format_exc(), secrets), file=sys.stderr)
         message = redact(f"internal error: {type(exc).__name__}: {exc}", secrets)
         if args.json:

@@ -266,8 +266,7 @@ class Database:
     async def store_message(self, chat: dict[str, Any], user: dict[str, Any] | None, message_id: int,
                             text: str | None, timestamp: datetime) -> None:
         """Store one message right now, bypassing the buffer; raises BotError when that is impossible."""
-        async with self.connection() as conn:
-            await conn.execute(_STORE_SQL, _message_row(chat, user, message_id, text, timestamp))
+        await self._write_batch([_message_row(chat, user, message_id, text, timestamp)])
 
     @property
     def pending(self) -> int:
@@ -556,27 +555,6 @@ class Database:
                 " AND (%s::bigint IS NULL OR chat_id = %s) GROUP BY code ORDER BY count(*) DESC, code",
                 (since, chat_id, chat_id))
             return {code: n for code, n in await cur.fetchall()}
-
-
-_STORE_SQL = """
-WITH c AS (
-    INSERT INTO chats (chat_id, chat_type, title) VALUES (%(chat_id)s, %(chat_type)s, %(title)s)
-    ON CONFLICT (chat_id) DO UPDATE
-        SET chat_type = EXCLUDED.chat_type, title = EXCLUDED.title, updated_at = now()
-    WHERE (chats.chat_type, chats.title) IS DISTINCT FROM (EXCLUDED.chat_type, EXCLUDED.title)
-), u AS (
-    INSERT INTO users (user_id, username, first_name, last_name)
-    SELECT %(user_id)s::bigint, %(username)s, %(first_name)s, %(last_name)s
-    WHERE %(user_id)s::bigint IS NOT NULL
-    ON CONFLICT (user_id) DO UPDATE SET username = EXCLUDED.username, first_name = EXCLUDED.first_name,
-        last_name = EXCLUDED.last_name, updated_at = now()
-    WHERE (users.username, users.first_name, users.last_name)
-        IS DISTINCT FROM (EXCLUDED.username, EXCLUDED.first_name, EXCLUDED.last_name)
-)
-INSERT INTO messages (chat_id, message_id, user_id, text, timestamp)
-VALUES (%(chat_id)s, %(message_id)s, %(user_id)s, %(text)s, %(ts)s)
-ON CONFLICT (chat_id, message_id) DO UPDATE SET text = EXCLUDED.text
-"""
 
 
 def _columns(rows: list[dict[str, Any]], *keys: str) -> list[list[Any]]:

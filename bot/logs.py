@@ -12,26 +12,47 @@ from pathlib import Path
 from typing import Any
 
 CHAT_LOGGER = "chat"
-# Telegram bot tokens wherever they appear (URLs, reprs): bot<digits>:<secret>, or a bare <digits>:<secret>.
-_TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])(bot)?(\d{5,}):[A-Za-z0-9_-]{30,}")
-_BEARER_RE = re.compile(r"(?i)(bearer\s+|api[_-]?key[=:]\s*|appid=)[^\s&\"',]+")
+#: The one Telegram bot token pattern (logs, stderr, the audit's scan): [bot]<digits>:<secret>.
+TOKEN_RE = re.compile(r"(?<![A-Za-z0-9])(bot)?(\d{5,}):[A-Za-z0-9_-]{30,}")
+# Credentials by their label: Authorization headers, query parameters (?appid=, &api_key=, &token=) and
+# libpq keyword DSNs (password=...).
+_LABELLED_RE = re.compile(
+    r"(?i)(bearer\s+|api[_-]?key[=:]\s*|(?<![A-Za-z0-9_])(?:appid|key|access[_-]?token|token|password|secret)=)"
+    r"[^\s&\"',;]+")
+# The password of a URL's userinfo (postgresql://user:password@host/db).
+_URL_PASSWORD_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
 _EXTRA_FIELDS = ("code", "chat_id", "user_id")
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # json.dumps would build one per line
 
 
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """The one redaction of the bot, for log lines, error_events rows and stderr alike.
+
+    Removes the given secret values, Telegram tokens, labelled credentials (bearer, api_key=, appid=,
+    token=, password=) and URL passwords; each becomes '***' so the shape stays recognisable.
+    """
+    for secret in _longest_first(secrets):
+        if secret in text:
+            text = text.replace(secret, "***")
+    if ":" in text:  # every token and URL has one; most chat lines do not, and the regex scan is not free
+        text = TOKEN_RE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}:***", text)
+        text = _URL_PASSWORD_RE.sub(lambda m: m.group(1) + "***@", text)
+    return _LABELLED_RE.sub(lambda m: m.group(1) + "***", text)
+
+
+def _longest_first(secrets: Iterable[str | None]) -> list[str]:
+    """Longer first, so a secret containing another is removed whole; short values are too common."""
+    return sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+
 class Redactor:
-    """Replace configured secret values and token-looking strings by '***'."""
+    """`redact` bound to the configured secret values (what the logging filter holds)."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+        self.secrets = _longest_first(secrets)
 
     def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        if ":" in text:  # every token has one; most chat lines do not, and the regex scan is not free
-            text = _TOKEN_RE.sub(lambda m: f"{m.group(1) or ''}{m.group(2)}:***", text)
-        return _BEARER_RE.sub(lambda m: m.group(1) + "***", text)
+        return redact(text, self.secrets)
 
 
 class RedactingFilter(logging.Filter):
@@ -97,7 +118,7 @@ _lock = threading.Lock()
 def setup_logging(log_dir: Path, secrets: Iterable[str] = (), level: int = logging.INFO) -> None:
     """Install the three JSON files on the root and chat loggers (idempotent: replaces earlier setup)."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    redact = RedactingFilter(Redactor(secrets))
+    redacting = RedactingFilter(Redactor(secrets))
     fmt = JsonFormatter()
     with _lock:
         close_logging()
@@ -108,12 +129,12 @@ def setup_logging(log_dir: Path, secrets: Iterable[str] = (), level: int = loggi
         chat = ReopenableFileHandler(log_dir / "chat.log", encoding="utf-8")
         for handler in (general, errors, chat):
             handler.setFormatter(fmt)
-            handler.addFilter(redact)
+            handler.addFilter(redacting)
             _handlers.append(handler)
         root = logging.getLogger()
         root.setLevel(level)
         for handler in list(root.handlers):
-            handler.addFilter(redact)  # e.g. a console handler somebody added: redact there too
+            handler.addFilter(redacting)  # e.g. a console handler somebody added: redact there too
         root.addHandler(general)
         root.addHandler(errors)
         chat_logger = logging.getLogger(CHAT_LOGGER)

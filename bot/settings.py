@@ -7,15 +7,27 @@ the chat layer (chats.config JSONB, see ChatSettings.from_layers) and the user l
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import logging
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import psycopg
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from bot.errors import BotError
 
@@ -25,71 +37,303 @@ GLOBAL_CONFIG_RELPATH = Path("config/global/global_config.json")
 DEFAULTS_DIR = Path(__file__).parent / "defaults"  # package data, shipped with the wheel
 
 
-def _parse_ids(raw: str) -> frozenset[int]:
-    ids = set()
-    for part in raw.replace(" ", "").split(","):
-        if not part:
-            continue
-        if not part.lstrip("-").isdigit():
-            raise BotError("APP001", f"BOT_ADMIN_IDS must be comma-separated numeric ids, got {part!r}")
-        ids.add(int(part))
-    return frozenset(ids)
+# pydantic's wording for the common cases, said the way a chat admin or an operator acts on it.
+_MESSAGES = {
+    "bool_parsing": "must be true or false", "bool_type": "must be true or false",
+    "int_parsing": "must be an integer", "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_parsing": "must be a number", "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "greater_than_equal": "must be at least {ge}", "greater_than": "must be greater than {gt}",
+    "less_than_equal": "must be at most {le}", "string_too_long": "must be at most {max_length} characters",
+    "string_too_short": "must not be empty", "string_type": "must be text (a JSON string)",
+    "list_type": "must be a list (a JSON array)", "dict_type": "must be an object (a JSON {{...}})",
+    "model_type": "must be an object (a JSON {{...}})", "missing": "is missing",
+}
 
 
-@dataclass(frozen=True)
-class Env:
-    """Everything the bot reads from the environment, read once."""
+def describe(exc: ValidationError, prefix: str = "", show_input: bool = True) -> str:
+    """One line per problem, each naming its key (``video.max_parallel_downloads: ...``).
 
-    bot_token: str = ""
-    telegram_base_url: str = "https://api.telegram.org/bot"
-    openai_api_key: str = ""
-    openai_base_url: str | None = None
-    openai_model: str = "gpt-4o-mini"
-    weather_api_key: str = ""
-    weather_base_url: str = "https://api.openweathermap.org"
-    database_url: str = ""
-    admin_ids: frozenset[int] = field(default_factory=frozenset)
-    app_dir: Path = field(default_factory=Path.cwd)
-    log_dir: Path = field(default_factory=lambda: Path.cwd() / "logs")
-    sandbox: bool = False
-    poll_timeout: int = 10
+    show_input=False for the environment: its values may be secrets.
+    """
+    problems = []
+    for error in exc.errors():
+        key = prefix + ".".join(str(part) for part in error["loc"])
+        template = _MESSAGES.get(error["type"])
+        message = template.format(**error.get("ctx", {})) if template else error["msg"]
+        message = message.removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif show_input and not isinstance(error["input"], dict | list):
+            message += f" (got {str(error['input'])[:40]!r})"
+        problems.append(f"{key}: {message}" if key else message)
+    return "; ".join(problems)
+
+
+# --- environment ----------------------------------------------------------------------------------
+
+
+def _admin_ids(raw: Any) -> Any:
+    """'1, 22,,333' -> [1, 22, 333]; only ASCII digits (int() would take '١٢' and '1_000' too)."""
+    if not isinstance(raw, str):
+        return raw
+    parts = [part.strip() for part in raw.split(",") if part.strip()]
+    bad = [part for part in parts if not re.fullmatch(r"-?[0-9]{1,20}", part)]
+    if bad:
+        raise ValueError(f"must be comma-separated numeric Telegram ids (ASCII digits), got {bad[0][:40]!r}")
+    return [int(part) for part in parts]
+
+
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def _database_url(raw: str) -> str:
+    """A DSN libpq can parse, with a numeric port: anything else would make the bot flap forever."""
+    try:
+        params = psycopg.conninfo.conninfo_to_dict(raw)
+    except psycopg.ProgrammingError as exc:
+        # libpq's message quotes the input, password included: say what is wrong without it
+        raise ValueError("is not a valid PostgreSQL URL; expected "
+                         "postgresql://user:password@host:port/dbname (percent-encode special characters "
+                         "in the password)") from exc
+    for port in str(params.get("port") or "").split(","):
+        if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"has an invalid port {port[:10]!r}; expected a number from 1 to 65535")
+    if params.get("sslmode") not in (None, *_SSLMODES):
+        raise ValueError(f"has an invalid sslmode; expected one of {', '.join(_SSLMODES)}")
+    return raw
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return raw
+
+
+HttpURL = Annotated[str, AfterValidator(_http_url)]
+
+
+def _stripped(raw: Any) -> Any:
+    return raw.strip() if isinstance(raw, str) else raw
+
+
+Secret = Annotated[str, BeforeValidator(_stripped), Field(repr=False)]
+
+
+class Env(BaseModel):
+    """Everything the bot reads from the environment, read once; fields are named by their variable."""
+
+    model_config = ConfigDict(frozen=True, validate_by_name=True, validate_by_alias=True)
+
+    bot_token: Secret = Field("", alias="BOT_TOKEN")
+    telegram_base_url: HttpURL = Field("https://api.telegram.org/bot", alias="TELEGRAM_BASE_URL")
+    openai_api_key: Secret = Field("", alias="OPENAI_API_KEY")
+    openai_base_url: HttpURL | None = Field(None, alias="OPENAI_BASE_URL")
+    openai_model: str = Field("gpt-4o-mini", alias="OPENAI_MODEL")
+    weather_api_key: Secret = Field("", alias="WEATHER_API_KEY")
+    weather_base_url: HttpURL = Field("https://api.openweathermap.org", alias="WEATHER_BASE_URL")
+    database_url: Annotated[Secret, AfterValidator(_database_url)] = Field("", alias="DATABASE_URL")
+    admin_ids: Annotated[frozenset[int], BeforeValidator(_admin_ids)] = Field(frozenset(),
+                                                                               alias="BOT_ADMIN_IDS")
+    app_dir: Path = Field(default_factory=Path.cwd, alias="BOT_APP_DIR")
+    log_dir: Path = Field(default_factory=lambda: Path.cwd() / "logs", alias="BOT_LOG_DIR")
+    sandbox: bool = Field(False, alias="BOT_SANDBOX")
+    poll_timeout: int = Field(10, ge=0, le=120, alias="BOT_POLL_TIMEOUT")
+
+    @field_validator("weather_base_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> Env:
+        """Read the variables (empty means default); BotError("APP001") names a bad variable."""
         e = os.environ if environ is None else environ
-        app_dir = Path(e.get("BOT_APP_DIR") or Path.cwd()).resolve()
+        raw: dict[str, Any] = {}
+        for name, info in cls.model_fields.items():
+            value = e.get(info.alias or name, "")
+            if value.strip():
+                raw[info.alias or name] = value
+        app_dir = Path(raw.get("BOT_APP_DIR") or Path.cwd()).resolve()
+        raw["BOT_APP_DIR"] = app_dir
+        raw["BOT_LOG_DIR"] = Path(raw.get("BOT_LOG_DIR") or app_dir / "logs").resolve()
+        raw["BOT_SANDBOX"] = raw.get("BOT_SANDBOX") == "1"
         try:
-            poll_timeout = int(e.get("BOT_POLL_TIMEOUT") or 10)
-        except ValueError as exc:
-            raise BotError("APP001", "BOT_POLL_TIMEOUT must be an integer number of seconds") from exc
-        if not 0 <= poll_timeout <= 120:
-            raise BotError("APP001", "BOT_POLL_TIMEOUT must be between 0 and 120 seconds")
-        return cls(
-            bot_token=e.get("BOT_TOKEN", "").strip(),
-            telegram_base_url=e.get("TELEGRAM_BASE_URL") or cls.telegram_base_url,
-            openai_api_key=e.get("OPENAI_API_KEY", "").strip(),
-            openai_base_url=e.get("OPENAI_BASE_URL") or None,
-            openai_model=e.get("OPENAI_MODEL") or cls.openai_model,
-            weather_api_key=e.get("WEATHER_API_KEY", "").strip(),
-            weather_base_url=(e.get("WEATHER_BASE_URL") or cls.weather_base_url).rstrip("/"),
-            database_url=e.get("DATABASE_URL", "").strip(),
-            admin_ids=_parse_ids(e.get("BOT_ADMIN_IDS", "")),
-            app_dir=app_dir,
-            log_dir=Path(e.get("BOT_LOG_DIR") or app_dir / "logs").resolve(),
-            sandbox=e.get("BOT_SANDBOX", "") == "1",
-            poll_timeout=poll_timeout,
-        )
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise BotError("APP001", describe(exc, show_input=False)) from None
 
     def secrets(self) -> list[str]:
-        """Values that must never reach a log line."""
-        return [s for s in (self.bot_token, self.openai_api_key, self.weather_api_key) if len(s) >= 4]
+        """Values that must never reach a log line (the database password included)."""
+        password = ""
+        if self.database_url:
+            password = psycopg.conninfo.conninfo_to_dict(self.database_url).get("password") or ""
+        return [s for s in (self.bot_token, self.openai_api_key, self.weather_api_key, str(password))
+                if len(s) >= 4]
 
-    def __repr__(self) -> str:  # keep secrets out of tracebacks and debug output
-        return (f"Env(app_dir={str(self.app_dir)!r}, sandbox={self.sandbox}, "
-                f"admin_ids={sorted(self.admin_ids)})")
+
+# --- chat layer -----------------------------------------------------------------------------------
+
+
+def _no_bool(raw: Any) -> Any:
+    """pydantic reads true as 1; for a number setting that is a mistake, not a value."""
+    if isinstance(raw, bool):
+        raise ValueError("must be a number, not true/false")
+    return raw
+
+
+def _printable(text: str) -> str:
+    if any(ord(c) < 32 and c not in "\n\t" for c in text):
+        raise ValueError("must not contain control characters")
+    return text
+
+
+def _model_name(name: str, info: ValidationInfo) -> str:
+    """A model the operator allows (gpt.models in the global config); empty means OPENAI_MODEL."""
+    if name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:/-]*", name):
+        raise ValueError("may contain only letters, digits and - . _ : /, starting with a letter or digit")
+    allowed = (info.context or {}).get("models")
+    if name and allowed is not None and name not in allowed:
+        choices = ", ".join(allowed) or "none besides the default"
+        raise ValueError(f"must be one of the models this bot allows: {choices}; "
+                         "or reset it to use the default")
+    return name
+
+
+Number = BeforeValidator(_no_bool)
+
+
+class ChatSettings(BaseModel):
+    """Per-chat settings: global chat_defaults overridden by the chat's JSONB config."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    gpt_enabled: bool = True
+    gpt_model: Annotated[str, Field(max_length=100), AfterValidator(_model_name)] = ""  # empty: OPENAI_MODEL
+    gpt_system_prompt: Annotated[str, Field(max_length=2000), AfterValidator(_printable)] = (
+        "You are a helpful assistant in a Telegram chat.")
+    gpt_temperature: Annotated[float, Number, Field(ge=0, le=2, allow_inf_nan=False)] = 0.7
+    gpt_history_messages: Annotated[int, Number, Field(ge=0, le=50)] = 10
+    random_reply_enabled: bool = False
+    random_reply_min_messages: Annotated[int, Number, Field(ge=1, le=100_000)] = 50
+    random_reply_probability: Annotated[float, Number, Field(ge=0, le=1, allow_inf_nan=False)] = 0.02
+    video_enabled: bool = True
+    link_rewrite_enabled: bool = True
+    weather_tip_enabled: bool = True
+
+    @classmethod
+    def from_layers(cls, global_cfg: Mapping[str, Any], chat_cfg: Mapping[str, Any] | None) -> ChatSettings:
+        models = allowed_models(global_cfg)
+        values: dict[str, Any] = {}
+        for layer in (global_cfg.get("chat_defaults", {}), chat_cfg or {}):
+            for key, raw in layer.items():
+                try:
+                    values[key] = validate_setting(key, raw, models)
+                except ValueError as exc:  # a stale/unknown key in a chat row must not break the chat
+                    log.warning("ignoring chat setting: %s", exc)
+        return cls.model_validate(values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+def setting_names() -> list[str]:
+    return list(ChatSettings.model_fields)
+
+
+def allowed_models(global_cfg: Mapping[str, Any]) -> list[str] | None:
+    """gpt.models of the global config; None (no allow-list) only for a config without a gpt section."""
+    gpt = global_cfg.get("gpt")
+    return list(gpt.get("models", [])) if isinstance(gpt, Mapping) else None
+
+
+def validate_setting(key: str, raw: Any, models: Collection[str] | None = None) -> Any:
+    """Turn a raw value (text from /config set, or JSON) into the typed value, or raise ValueError.
+
+    models: the allowed gpt_model values (None: any well-formed name).
+    """
+    if key not in ChatSettings.model_fields:
+        raise ValueError(f"unknown setting {key[:40]!r}; known settings: {', '.join(setting_names())}")
+    try:
+        return getattr(ChatSettings.model_validate({key: raw}, context={"models": models}), key)
+    except ValidationError as exc:
+        raise ValueError(describe(exc)) from None
 
 
 # --- global layer ---------------------------------------------------------------------------------
+
+Seconds = Annotated[float, Number, Field(gt=0, le=86_400, allow_inf_nan=False)]
+Count = Annotated[int, Number, Field(ge=1)]
+Limit = Annotated[int, Number, Field(ge=0, le=1_000_000)]  # 0: no limit
+
+
+def _zone_name(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("is not an IANA time zone name such as UTC or Europe/Kyiv") from None
+    return name
+
+
+class _Section(BaseModel):
+    # Keys this model does not name are kept as they are (features may read more keys than listed here).
+    model_config = ConfigDict(extra="allow")
+
+
+class VideoConfig(_Section):
+    allowed_domains: list[Annotated[str, Field(min_length=1, max_length=253)]]
+    max_bytes: Count
+    timeout_seconds: Seconds
+    socket_timeout_seconds: Seconds
+    max_parallel_downloads: Annotated[int, Number, Field(ge=1, le=32)]
+    youtube_reply: str
+
+
+class GptConfig(_Section):
+    models: list[Annotated[str, Field(min_length=1, max_length=100)]]
+    timeout_seconds: Seconds
+    max_tokens: Annotated[int, Number, Field(ge=1, le=100_000)]
+    analyze_max_messages: Annotated[int, Number, Field(ge=1, le=10_000)]
+    analyze_system_prompt: str
+
+
+class TimeoutConfig(_Section):
+    timeout_seconds: Seconds
+
+
+class CatConfig(TimeoutConfig):
+    url: str
+    max_bytes: Count
+
+
+class RateLimit(BaseModel):
+    """Calls allowed per user and per chat; the day quota bounds what a chat can cost. 0: no limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    per_user_per_minute: Limit = 0
+    per_chat_per_minute: Limit = 0
+    per_chat_per_day: Limit = 0
+
+
+class RateLimits(_Section):
+    gpt: RateLimit
+    analyze: RateLimit
+    video: RateLimit
+
+
+class GlobalConfig(_Section):
+    chat_defaults: ChatSettings
+    video: VideoConfig
+    link_rewrites: dict[str, str]
+    gpt: GptConfig
+    weather: TimeoutConfig
+    cat: CatConfig
+    rate_limits: RateLimits
+    timezone: Annotated[str, AfterValidator(_zone_name)]
+    metrics_interval_seconds: Seconds
 
 
 def default_global_config() -> dict[str, Any]:
@@ -106,6 +350,16 @@ def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def validate_global_config(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """The typed, checked config as a plain dict; ValueError naming every bad key."""
+    models = cfg.get("gpt", {}).get("models") if isinstance(cfg.get("gpt"), Mapping) else None
+    context = {"models": models} if isinstance(models, list) else None
+    try:
+        return GlobalConfig.model_validate(cfg, context=context).model_dump()
+    except ValidationError as exc:
+        raise ValueError(describe(exc)) from None
+
+
 def load_global_config(app_dir: Path | str) -> dict[str, Any]:
     """Shipped defaults overlaid with $app_dir/config/global/global_config.json when it exists.
 
@@ -114,23 +368,17 @@ def load_global_config(app_dir: Path | str) -> dict[str, Any]:
     cfg = default_global_config()
     path = Path(app_dir) / GLOBAL_CONFIG_RELPATH
     if not path.exists():
-        return cfg
+        return validate_global_config(cfg)
     try:
         user_cfg = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise BotError("APP001", f"cannot read {path}: {exc}") from exc
     if not isinstance(user_cfg, dict):
         raise BotError("APP001", f"{path} must contain a JSON object")
-    cfg = _merge(cfg, user_cfg)
-    bad = []
-    for key, value in cfg.get("chat_defaults", {}).items():
-        try:
-            validate_setting(key, value)
-        except ValueError as exc:
-            bad.append(str(exc))
-    if bad:
-        raise BotError("APP001", f"{path}: chat_defaults: " + "; ".join(bad))
-    return cfg
+    try:
+        return validate_global_config(_merge(cfg, user_cfg))
+    except ValueError as exc:
+        raise BotError("APP001", f"{path}: {exc}") from None
 
 
 def write_default_global_config(app_dir: Path | str, reset: bool = False) -> Path:
@@ -143,92 +391,3 @@ def write_default_global_config(app_dir: Path | str, reset: bool = False) -> Pat
     tmp.write_text(json.dumps(default_global_config(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
-
-
-# --- chat layer -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ChatSettings:
-    """Per-chat settings: global chat_defaults overridden by the chat's JSONB config."""
-
-    gpt_enabled: bool = True
-    gpt_model: str = ""  # empty: OPENAI_MODEL from the environment
-    gpt_system_prompt: str = "You are a helpful assistant in a Telegram chat."
-    gpt_temperature: float = 0.7
-    gpt_history_messages: int = 10
-    random_reply_enabled: bool = False
-    random_reply_min_messages: int = 50
-    random_reply_probability: float = 0.02
-    video_enabled: bool = True
-    link_rewrite_enabled: bool = True
-    weather_tip_enabled: bool = True
-
-    @classmethod
-    def from_layers(cls, global_cfg: Mapping[str, Any], chat_cfg: Mapping[str, Any] | None) -> ChatSettings:
-        values: dict[str, Any] = {}
-        for layer in (global_cfg.get("chat_defaults", {}), chat_cfg or {}):
-            for key, raw in layer.items():
-                try:
-                    values[key] = validate_setting(key, raw)
-                except ValueError as exc:  # a stale/unknown key in a chat row must not break the chat
-                    log.warning("ignoring chat setting: %s", exc)
-        return cls(**values)
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-_LIMITS: dict[str, tuple[float, float]] = {
-    "gpt_temperature": (0.0, 2.0),
-    "gpt_history_messages": (0, 50),
-    "random_reply_min_messages": (1, 100_000),
-    "random_reply_probability": (0.0, 1.0),
-}
-_MAX_TEXT = {"gpt_model": 100, "gpt_system_prompt": 2000}
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-def setting_names() -> list[str]:
-    return [f.name for f in dataclasses.fields(ChatSettings)]
-
-
-def validate_setting(key: str, raw: Any) -> Any:
-    """Turn a raw value (text from /config set, or JSON) into the typed value, or raise ValueError."""
-    types = {f.name: f.type for f in dataclasses.fields(ChatSettings)}
-    if key not in types:
-        raise ValueError(f"unknown setting {key!r}; known settings: {', '.join(setting_names())}")
-    kind = types[key]
-    if kind == "bool":
-        if isinstance(raw, bool):
-            return raw
-        text = str(raw).strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return False
-        raise ValueError(f"{key} must be true or false, got {str(raw)[:40]!r}")
-    if kind in ("int", "float"):
-        if isinstance(raw, bool):
-            raise ValueError(f"{key} must be a number")
-        try:
-            value: float = int(str(raw).strip()) if kind == "int" else float(str(raw).strip())
-        except ValueError:
-            raise ValueError(f"{key} must be {'an integer' if kind == 'int' else 'a number'}, "
-                             f"got {str(raw)[:40]!r}") from None
-        if value != value or value in (float("inf"), float("-inf")):
-            raise ValueError(f"{key} must be a finite number")
-        low, high = _LIMITS[key]
-        if not low <= value <= high:
-            raise ValueError(f"{key} must be between {low:g} and {high:g}, got {value:g}")
-        return value
-    text = str(raw)
-    if any(ord(c) < 32 and c not in "\n\t" for c in text):
-        raise ValueError(f"{key} must not contain control characters")
-    if len(text) > _MAX_TEXT[key]:
-        raise ValueError(f"{key} must be at most {_MAX_TEXT[key]} characters")
-    if key == "gpt_model" and text and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._:/-]*", text):
-        raise ValueError("gpt_model may contain only letters, digits and - . _ : /, "
-                         "starting with a letter or digit")
-    return text

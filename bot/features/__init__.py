@@ -5,12 +5,14 @@ The helpers below read the clients post_init put into `bot_data`, so handlers st
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from telegram import Message, Update
 from telegram.constants import MessageLimit
 from telegram.ext import ContextTypes
 
+from bot.quotas import Quotas, slow_down_text
 from bot.settings import ChatSettings, Env
 
 if TYPE_CHECKING:
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from bot.db import Database
 
 Context = ContextTypes.DEFAULT_TYPE
+log = logging.getLogger(__name__)
 
 
 def env(context: Context) -> Env:
@@ -90,6 +93,26 @@ async def reply(update: Update, text: str, **kwargs: Any) -> Message | None:
         elif update.effective_chat is not None:
             sent = await update.effective_chat.send_message(chunk, **kwargs)
     return sent
+
+
+async def within_quota(update: Update, context: Context, kind: str, quiet: bool = False) -> bool:
+    """Count one call of `kind` (gpt, analyze, video) against rate_limits; over a limit say "slow down".
+
+    The reply comes once per run of refusals (a flood of refusals must not become a flood of replies);
+    quiet=True for calls nobody asked for, such as random replies.
+    """
+    quotas: Quotas | None = context.bot_data.get("quotas")
+    chat, user = update.effective_chat, update.effective_user
+    chat_id, user_id = (chat.id if chat else None), (user.id if user else None)
+    refusal = quotas.take(kind, chat_id, user_id) if quotas is not None else None
+    if refusal is None:
+        return True
+    if refusal.first:
+        log.info("rate limit %s.%s reached", kind, refusal.limit,
+                 extra={"chat_id": chat_id, "user_id": user_id})
+        if not quiet:
+            await reply(update, slow_down_text(kind, refusal))
+    return False
 
 
 def command_args(context: Context) -> list[str]:

@@ -13,7 +13,7 @@ from telegram.ext import Application, CommandHandler
 from bot.errors import BotError, user_message
 from bot.features import Context, command_args, config, db, env, reply
 from bot.logs import read_records
-from bot.settings import ChatSettings, setting_names, validate_setting
+from bot.settings import ChatSettings, allowed_models, setting_names, validate_setting
 
 log = logging.getLogger(__name__)
 USAGE = ("Usage: /config show | /config set <key> <value> | /config reset <key>\n"
@@ -78,7 +78,7 @@ async def config_command(update: Update, context: Context) -> None:
         return
     raw = " ".join(args[2:])
     try:
-        value = validate_setting(key[:64], raw)
+        value = validate_setting(key[:64], raw, allowed_models(config(context)))
     except ValueError as exc:
         await reply(update, f"❌ {exc}. Nothing was changed.")
         return

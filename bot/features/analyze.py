@@ -13,7 +13,7 @@ from telegram.constants import ChatAction
 from telegram.ext import Application, CommandHandler, filters
 
 from bot.errors import BotError
-from bot.features import Context, chat_settings, command_args, config, db, reply
+from bot.features import Context, chat_settings, command_args, config, db, reply, within_quota
 from bot.features.gpt import complete
 
 USAGE = "Usage: /analyze [today | last N | date YYYY-MM-DD] — N between 1 and 1000."
@@ -75,6 +75,8 @@ async def analyze(update: Update, context: Context) -> None:
         period = parse_period(command_args(context), datetime.now(zone).date())
     except ValueError as exc:
         await reply(update, str(exc))
+        return
+    if not await within_quota(update, context, "analyze"):
         return
     chat_id = update.effective_chat.id
     limit = int(config(context).get("gpt", {}).get("analyze_max_messages", 500))

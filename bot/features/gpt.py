@@ -15,7 +15,17 @@ from telegram.constants import ChatAction, ChatType
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot.errors import BotError, classify
-from bot.features import Context, chat_settings, command_args, config, db, env, openai_client, reply
+from bot.features import (
+    Context,
+    chat_settings,
+    command_args,
+    config,
+    db,
+    env,
+    openai_client,
+    reply,
+    within_quota,
+)
 from bot.settings import ChatSettings
 from bot.urls import extract_urls
 
@@ -60,12 +70,14 @@ async def _history(context: Context, chat_id: int, limit: int, skip_message_id: 
     return turns[-limit:]
 
 
-async def answer(update: Update, context: Context, question: str) -> None:
+async def answer(update: Update, context: Context, question: str, quiet: bool = False) -> None:
     chat = update.effective_chat
     message = update.effective_message
     settings = await chat_settings(context, chat.id)
     if not settings.gpt_enabled:
         await reply(update, "🤖 The AI is switched off in this chat (gpt_enabled = false).")
+        return
+    if not await within_quota(update, context, "gpt", quiet=quiet):
         return
     await context.bot.send_chat_action(chat.id, ChatAction.TYPING)
     user = update.effective_user
@@ -150,7 +162,7 @@ async def _maybe_random_reply(update: Update, context: Context) -> None:
         return
     chat_data["since_random_reply"] = 0
     try:
-        await answer(update, context, update.effective_message.text)
+        await answer(update, context, update.effective_message.text, quiet=True)
     except Exception as exc:  # nobody asked: a failure is logged, not announced in the chat
         code = classify(exc)
         log.error("random reply failed: %s", exc, extra={"code": code, "chat_id": update.effective_chat.id})

@@ -24,7 +24,7 @@ from telegram.constants import ChatAction
 from telegram.ext import Application, CommandHandler, MessageHandler, filters
 
 from bot.egress import EgressProxy
-from bot.features import Context, chat_settings, command_args, config, env, reply
+from bot.features import Context, chat_settings, command_args, config, env, reply, within_quota
 from bot.urls import (
     LOOPBACK_NAMES,
     UnresolvableHost,
@@ -284,6 +284,8 @@ async def on_link(update: Update, context: Context) -> None:
     cfg = config(context).get("video", {})
     urls = [u for u in extract_urls(message.text or message.caption)
             if allowed(u, cfg.get("allowed_domains", []), env(context).sandbox)]
+    if urls and not await within_quota(update, context, "video"):
+        return
     for url in urls[:2]:
         await handle_url(update, context, url, explicit=False)
 
@@ -295,6 +297,8 @@ async def video_command(update: Update, context: Context) -> None:
         return
     if not (await chat_settings(context, update.effective_chat.id)).video_enabled:
         await reply(update, "🎬 Video downloads are switched off in this chat (video_enabled = false).")
+        return
+    if not await within_quota(update, context, "video"):
         return
     await handle_url(update, context, args[0], explicit=True)
 

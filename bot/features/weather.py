@@ -11,7 +11,18 @@ from telegram import Update
 from telegram.ext import Application, CommandHandler
 
 from bot.errors import BotError, classify
-from bot.features import Context, chat_settings, command_args, config, db, env, http, openai_client, reply
+from bot.features import (
+    Context,
+    chat_settings,
+    command_args,
+    config,
+    db,
+    env,
+    http,
+    openai_client,
+    reply,
+    within_quota,
+)
 from bot.features.gpt import complete
 
 log = logging.getLogger(__name__)
@@ -108,6 +119,8 @@ async def _clothing_tip(update: Update, context: Context, weather_text: str) -> 
     """Optional: without an AI (or when it fails) the weather alone is still a full answer."""
     settings = await chat_settings(context, update.effective_chat.id)
     if not settings.weather_tip_enabled or openai_client(context) is None:
+        return None
+    if not await within_quota(update, context, "gpt", quiet=True):  # a paid call too; the weather still comes
         return None
     try:
         return await complete(context, [

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.logs import TOKEN_RE
 from bot.ops.report import Result
 from bot.settings import Env
 
@@ -25,7 +26,7 @@ FAILED_AUTH_HIGH = 10  # this many failed authentications in the scanned logs is
 SKIP_DIRS = {".venv", "venv", ".git", "__pycache__", "node_modules", "logs"}
 
 SECRET_PATTERNS = {
-    "Telegram bot token": re.compile(r"(?<!\d)\d{5,}:[A-Za-z0-9_-]{30,}"),
+    "Telegram bot token": TOKEN_RE,
     "OpenAI-style API key": re.compile(r"\bsk-[A-Za-z0-9_-]{20,}"),
     "credential assignment": re.compile(
         r"(?i)\b(?:api[_-]?key|appid|access[_-]?token|password|passwd|secret)\b[\"']?\s*[=:]\s*[\"']?"

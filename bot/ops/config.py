@@ -11,8 +11,9 @@ import psycopg
 import requests
 
 from bot.errors import BotError
+from bot.logs import redact
 from bot.ops import dbadmin
-from bot.ops.report import OpsError, Result, redact
+from bot.ops.report import OpsError, Result
 from bot.settings import GLOBAL_CONFIG_RELPATH, Env, load_global_config, write_default_global_config
 
 BACKUP_DIRNAME = "config_backup"

@@ -11,10 +11,10 @@ from typing import Any
 import psycopg
 import requests
 
-from bot.logs import read_records
+from bot.logs import read_records, redact
 from bot.metrics import METRICS_RELPATH, read_metrics
 from bot.ops import dbadmin, system
-from bot.ops.report import EXIT_CODES, Check, OpsError, Result, checks_text, redact, worst
+from bot.ops.report import EXIT_CODES, Check, OpsError, Result, checks_text, worst
 from bot.settings import Env
 
 HTTP_TIMEOUT_S = 5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -49,10 +48,3 @@ def checks_text(title: str, checks: list[Check], overall: str) -> str:
         lines.append(f"  [{c.status.upper():8}] {c.name:15} {c.summary}")
     return "\n".join(lines)
 
-
-def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Remove secret values and Telegram-token-shaped strings from text meant for the operator."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "<redacted>")
-    return re.sub(r"\d{5,}:[A-Za-z0-9_-]{30,}", "<redacted-token>", text)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from bot.sandbox.server import serve
@@ -15,7 +16,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bot.sandbox",
         description="Offline sandbox: fake Telegram Bot API (/bot<token>/<method>), control API (/control/), "
         "fake OpenAI (/openai/v1), fake OpenWeatherMap (/weather) and test files (/files/). "
-        "Prints the environment variables that point the bot at it.",
+        "Prints the environment variables that point the bot at it. The keys the fake APIs accept come "
+        "from the environment (OPENAI_API_KEY, WEATHER_API_KEY; a command line is visible to every user "
+        "of the host), and only whether they are set is printed.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument(
@@ -26,17 +29,15 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="write {url, host, port, pid, env} as JSON here once listening (removed on exit)",
     )
-    parser.add_argument("--openai-key", default="sk-sandbox", help="API key the fake OpenAI accepts")
-    parser.add_argument(
-        "--weather-key", default="sandbox-weather-key", help="appid the fake weather API accepts"
-    )
     parser.add_argument("--bot-username", default=BOT_USERNAME, help="username getMe reports")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
     state = SandboxState(
-        openai_key=args.openai_key, weather_key=args.weather_key, bot_username=args.bot_username
+        openai_key=os.environ.get("OPENAI_API_KEY") or SandboxState.openai_key,
+        weather_key=os.environ.get("WEATHER_API_KEY") or SandboxState.weather_key,
+        bot_username=args.bot_username,
     )
     try:
         asyncio.run(serve(args.host, args.port, state, args.state_file, args.access_log))

@@ -37,9 +37,13 @@ def build_app(state: SandboxState | None = None) -> web.Application:
     return app
 
 
-def sandbox_env(url: str, state: SandboxState) -> dict[str, str]:
-    """Environment variables that point the bot at a sandbox served at `url`."""
-    return {
+#: The keys the fake APIs accept: they may be real-looking values from the environment, never printed.
+KEY_VARIABLES = ("OPENAI_API_KEY", "WEATHER_API_KEY")
+
+
+def sandbox_env(url: str, state: SandboxState, keys: bool = True) -> dict[str, str]:
+    """Environment variables that point the bot at a sandbox at `url` (keys=False: without the keys)."""
+    env = {
         "BOT_TOKEN": SANDBOX_BOT_TOKEN,
         "TELEGRAM_BASE_URL": f"{url}/bot",
         "OPENAI_BASE_URL": f"{url}/openai/v1",
@@ -48,6 +52,7 @@ def sandbox_env(url: str, state: SandboxState) -> dict[str, str]:
         "WEATHER_API_KEY": state.weather_key,
         "BOT_SANDBOX": "1",
     }
+    return env if keys else {k: v for k, v in env.items() if k not in KEY_VARIABLES}
 
 
 async def start_site(
@@ -71,7 +76,8 @@ def write_state_file(path: Path, host: str, port: int, state: SandboxState) -> N
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(
         json.dumps(
-            {"url": url, "host": host, "port": port, "pid": os.getpid(), "env": sandbox_env(url, state)},
+            {"url": url, "host": host, "port": port, "pid": os.getpid(),
+             "env": sandbox_env(url, state, keys=False)},
             indent=2,
         )
     )
@@ -87,8 +93,10 @@ async def serve(
     if state_file is not None:
         write_state_file(state_file, host, bound, state)
     print(f"Sandbox listening on {url}", flush=True)
-    for key, value in sandbox_env(url, state).items():
+    for key, value in sandbox_env(url, state, keys=False).items():
         print(f"{key}={value}", flush=True)
+    for key in KEY_VARIABLES:
+        print(f"# {key} is set (the value the sandbox accepts is the one in its environment)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

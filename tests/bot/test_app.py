@@ -87,8 +87,44 @@ def test_startup_failures_of_the_bot_api_exit_with_a_code(tmp_path, sandbox, ove
     assert result.returncode == status, result.stderr[-2000:]
     assert f"({code})" in result.stderr
     assert "Traceback" not in result.stderr
+    assert "not-a-valid-token" not in result.stdout + result.stderr  # a rejected token is redacted too
     errors = [json.loads(line) for line in (tmp_path / "logs" / "error.log").read_text().splitlines()]
     assert errors[-1]["code"] == code
+
+
+def test_a_malformed_database_url_stops_startup_with_app001(tmp_path, sandbox) -> None:
+    """It used to count as connected, then failed, then recovered: the bot flapped forever."""
+    env = make_env(sandbox, "postgresql://bot:s3cr3t-pw@[::1/bot", tmp_path)
+    result = subprocess.run([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode == 2
+    assert "APP001" in result.stderr and "DATABASE_URL" in result.stderr
+    assert "s3cr3t-pw" not in result.stdout + result.stderr
+
+
+def test_error_events_rows_are_redacted(pg_server, tmp_path) -> None:
+    """A rejected weather key is in the URL of the HTTP error: the row keeps the error, not the key."""
+    dsn = pg_server.create_db("app_redacted_rows")
+    with private_sandbox() as sandbox:
+        bot = start_bot(sandbox, dsn, tmp_path / "app", WEATHER_API_KEY="wrong-weather-key-4711")
+        try:
+            assert bot.say("/weather Paris", user_id=7101).endswith("(API002)")
+            rows = [r[0] for r in bot.query("SELECT message FROM error_events WHERE code = 'API002'")]
+            assert rows and any("appid=***" in row for row in rows), rows
+            assert not [row for row in rows if "wrong-weather-key-4711" in row]
+        finally:
+            bot.stop()
+            pg_server.drop_db("app_redacted_rows")
+
+
+def test_outgoing_calls_go_through_ptbs_flood_control(tmp_path) -> None:
+    """Telegram bans bots that flood a group; AIORateLimiter queues instead (and honours retry_after)."""
+    from telegram.ext import AIORateLimiter
+
+    from bot.sandbox.server import SANDBOX_BOT_TOKEN
+
+    app = build_application(Env.from_environ({"BOT_APP_DIR": str(tmp_path), "BOT_TOKEN": SANDBOX_BOT_TOKEN}))
+    assert isinstance(app.bot.rate_limiter, AIORateLimiter)
 
 
 def test_build_application_needs_a_token(tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -73,6 +74,15 @@ async def test_store_message_upserts_and_keeps_text_verbatim(database: Database,
     with psycopg.connect(database_url) as conn:
         stored = conn.execute("SELECT text FROM messages WHERE message_id = 3").fetchone()[0]
     assert stored == weird.replace("\x00", "\ufffd")
+
+
+def test_the_upsert_sql_is_written_once() -> None:
+    """store_message and the batch writer share their statements (a change to one used to miss the other)."""
+    import bot.db
+
+    source = inspect.getsource(bot.db)
+    for clause in ("ON CONFLICT (user_id) DO UPDATE SET username", "INSERT INTO messages (chat_id, "):
+        assert source.count(clause) == 1, clause
 
 
 async def test_queued_messages_are_written_in_batches_and_visible_to_readers(database: Database) -> None:

@@ -111,3 +111,31 @@ def test_setup_is_idempotent(tmp_path: Path) -> None:
         assert len(lines(tmp_path / "general.log")) == 1
     finally:
         logs.close_logging()
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    ("GET https://api.openweathermap.org/data/2.5/weather?q=Kyiv&appid=0123456789abcdef&units=metric",
+     "0123456789abcdef"),
+    ("connection to postgresql://bot:s3cr3t-pw@db.example:5432/bot failed", "s3cr3t-pw"),
+    ("invalid dsn: host=/run/postgresql user=bot password=s3cr3t-pw dbname=bot", "s3cr3t-pw"),
+    ("GET https://example.org/v1?api_key=k-0123456789&x=1", "k-0123456789"),
+    ("GET https://example.org/v1?token=t0123456789", "t0123456789"),
+    ("Authorization: Bearer sk-abcdefghijklmnop", "sk-abcdefghijklmnop"),
+    (f"The token `{TOKEN}` was rejected by the server.", TOKEN.split(":")[1]),
+])
+def test_redact_without_configured_secrets(text: str, secret: str) -> None:
+    out = logs.redact(text)
+    assert secret not in out and "***" in out
+
+
+def test_redact_removes_a_short_rejected_token_it_was_given() -> None:
+    """The token regex needs 30+ characters; a malformed token is only caught as a configured secret."""
+    assert logs.redact("The token `123:not-a-valid-token` was rejected", ["123:not-a-valid-token"]) == (
+        "The token `***` was rejected")
+
+
+def test_one_token_pattern_for_logs_stderr_and_the_audit() -> None:
+    from bot.ops import audit, report
+
+    assert audit.SECRET_PATTERNS["Telegram bot token"] is logs.TOKEN_RE
+    assert not hasattr(report, "redact")  # the CLI and ops commands use bot.logs.redact

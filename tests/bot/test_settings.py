@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from bot.errors import BotError
@@ -55,6 +55,8 @@ def test_env_reads_everything(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "value"), [
     ("BOT_ADMIN_IDS", "12,abc"), ("BOT_ADMIN_IDS", "1;2"), ("BOT_ADMIN_IDS", "$(id)"),
     ("BOT_POLL_TIMEOUT", "soon"), ("BOT_POLL_TIMEOUT", "-1"), ("BOT_POLL_TIMEOUT", "1000"),
+    ("TELEGRAM_BASE_URL", "api.telegram.org/bot"), ("OPENAI_BASE_URL", "file:///etc/passwd"),
+    ("WEATHER_BASE_URL", "http://"),
 ])
 def test_env_rejects_bad_values_with_app001(name: str, value: str) -> None:
     with pytest.raises(BotError) as info:
@@ -128,10 +130,10 @@ def test_validate_setting_accepts(key: str, raw: object, value: object) -> None:
 
 @pytest.mark.parametrize(("key", "raw", "message"), [
     ("bogus", "1", "unknown setting"), ("gpt_enabled", "maybe", "true or false"),
-    ("gpt_temperature", "hot", "must be a number"), ("gpt_temperature", "2.5", "between 0 and 2"),
-    ("gpt_temperature", "nan", "finite"), ("gpt_temperature", True, "number"),
-    ("gpt_history_messages", "1.5", "integer"), ("gpt_history_messages", "-1", "between"),
-    ("random_reply_probability", "1.01", "between"), ("gpt_model", "$(id)", "only letters"),
+    ("gpt_temperature", "hot", "must be a number"), ("gpt_temperature", "2.5", "at most 2"),
+    ("gpt_temperature", "nan", "finite|at least"), ("gpt_temperature", True, "number"),
+    ("gpt_history_messages", "1.5", "integer"), ("gpt_history_messages", "-1", "at least 0"),
+    ("random_reply_probability", "1.01", "at most 1"), ("gpt_model", "$(id)", "only letters"),
     ("gpt_model", "a; rm -rf /", "only letters"), ("gpt_model", "x" * 101, "at most"),
     ("gpt_system_prompt", "a\x00b", "control"), ("gpt_system_prompt", "p" * 2001, "at most"),
 ])
@@ -150,3 +152,77 @@ def test_property_validate_setting_returns_the_field_type_or_raises_value_error(
     assert isinstance(value, type(default)) or (isinstance(default, float) and isinstance(value, int | float))
     # a validated value survives the chat layer unchanged
     assert getattr(ChatSettings.from_layers({}, {key: value}), key) == value
+
+
+@pytest.mark.parametrize("value", ["١٢", "²", "--1", "1_000", "12,٣"])
+def test_admin_ids_take_only_ascii_digits_and_never_end_in_a_bare_value_error(value: str) -> None:
+    with pytest.raises(BotError) as info:
+        Env.from_environ({"BOT_ADMIN_IDS": value})
+    assert info.value.code == "APP001" and "BOT_ADMIN_IDS" in str(info.value)
+
+
+@pytest.mark.parametrize("url", [
+    "not a url", "postgresql://bot:s3cr3t-pw@[::1/db", "postgresql://bot:s3cr3t-pw@db.example:port/db",
+    "host=/run/postgresql password=s3cr3t-pw sslmode", "postgresql://bot:s3cr3t-pw@db.example:99999/bot",
+    "postgresql://bot:s3cr3t-pw@db.example/bot?sslmode=maybe", "postgresql://bot:s3cr3t-pw@db/bot?colour=blue",
+])
+def test_a_malformed_database_url_is_app001_without_the_password(url: str) -> None:
+    with pytest.raises(BotError) as info:
+        Env.from_environ({"DATABASE_URL": url})
+    assert info.value.code == "APP001" and "DATABASE_URL" in str(info.value)
+    assert "s3cr3t-pw" not in str(info.value)
+
+
+def test_the_database_password_is_a_secret() -> None:
+    env = Env.from_environ({"DATABASE_URL": "postgresql://bot:s3cr3t-pw@db.example:5432/bot"})
+    assert "s3cr3t-pw" in env.secrets() and "s3cr3t-pw" not in repr(env)
+
+
+@pytest.mark.parametrize(("override", "key"), [
+    ({"video": {"max_parallel_downloads": 0}}, "video.max_parallel_downloads"),
+    ({"video": {"allowed_domains": "x.com"}}, "video.allowed_domains"),
+    ({"video": {"timeout_seconds": "soon"}}, "video.timeout_seconds"),
+    ({"gpt": {"models": "gpt-4o"}}, "gpt.models"),
+    ({"gpt": {"max_tokens": -5}}, "gpt.max_tokens"),
+    ({"chat_defaults": {"gpt_model": "o1-pro"}}, "chat_defaults.gpt_model"),
+    ({"rate_limits": {"gpt": {"per_user_per_minute": -1}}}, "rate_limits.gpt.per_user_per_minute"),
+    ({"rate_limits": {"gpt": {"per_usr_per_minute": 1}}}, "rate_limits.gpt.per_usr_per_minute"),
+    ({"link_rewrites": ["x.com"]}, "link_rewrites"),
+    ({"timezone": "Mars/Olympus_Mons"}, "timezone"),
+    ({"metrics_interval_seconds": 0}, "metrics_interval_seconds"),
+])
+def test_a_bad_global_config_value_is_app001_naming_the_key(tmp_path: Path, override: dict, key: str) -> None:
+    path = tmp_path / GLOBAL_CONFIG_RELPATH
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(override))
+    with pytest.raises(BotError) as info:
+        load_global_config(tmp_path)
+    assert info.value.code == "APP001"
+    assert f"{key}:" in str(info.value), str(info.value)
+
+
+def test_gpt_model_must_be_on_the_allow_list() -> None:
+    cfg = default_global_config()
+    assert validate_setting("gpt_model", "gpt-4o", cfg["gpt"]["models"]) == "gpt-4o"
+    assert validate_setting("gpt_model", "", cfg["gpt"]["models"]) == ""
+    with pytest.raises(ValueError, match="must be one of the models this bot allows: gpt-4o-mini, gpt-4o"):
+        validate_setting("gpt_model", "o1-pro", cfg["gpt"]["models"])
+    # a chat row written before the allow-list (or before the operator shortened it) falls back to the default
+    default = cfg["chat_defaults"]["gpt_model"]
+    assert ChatSettings.from_layers(cfg, {"gpt_model": "o1-pro"}).gpt_model == default
+
+
+@given(st.sampled_from(["BOT_ADMIN_IDS", "BOT_POLL_TIMEOUT", "DATABASE_URL", "BOT_SANDBOX",
+                        "WEATHER_BASE_URL"]),
+       st.text(st.sampled_from("0123456789-, ²١٣_x:/@?=.\u200b") | st.characters(), max_size=60))
+@example("BOT_ADMIN_IDS", "1,²").via("a bare ValueError before")
+@example("BOT_ADMIN_IDS", "--1").via("a bare ValueError before")
+def test_property_any_environment_value_gives_env_or_app001(name: str, value: str) -> None:
+    try:
+        env = Env.from_environ({name: value})
+    except BotError as exc:
+        assert exc.code == "APP001" and name in str(exc)
+        return
+    if name == "BOT_ADMIN_IDS":
+        assert all(isinstance(i, int) for i in env.admin_ids)
+        assert value.replace(",", "").replace("-", "").strip().isascii()

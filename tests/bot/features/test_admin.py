@@ -44,13 +44,14 @@ def test_telegram_chat_admins_may(bot: Bot, status: str) -> None:
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    ("set gpt_temperature 3", "❌ gpt_temperature must be between 0 and 2, got 3. Nothing was changed."),
-    ("set gpt_enabled perhaps", "❌ gpt_enabled must be true or false"),
+    ("set gpt_temperature 3", "❌ gpt_temperature: must be at most 2 (got '3'). Nothing was changed."),
+    ("set gpt_enabled perhaps", "❌ gpt_enabled: must be true or false"),
     ("set nope 1", "❌ unknown setting 'nope'"),
-    ("set gpt_model $(id)", "❌ gpt_model may contain only"),
-    ("set gpt_model -rf", "❌ gpt_model may contain only"),
-    ("set random_reply_min_messages 1;DROP TABLE chats", "❌ random_reply_min_messages must be an integer"),
-    ("set gpt_system_prompt " + "p" * 5000, "❌ gpt_system_prompt must be at most 2000 characters"),
+    ("set gpt_model $(id)", "❌ gpt_model: may contain only"),
+    ("set gpt_model -rf", "❌ gpt_model: may contain only"),
+    ("set gpt_model o1-pro", "❌ gpt_model: must be one of the models this bot allows: gpt-4o-mini, gpt-4o;"),
+    ("set random_reply_min_messages 1;DROP TABLE chats", "❌ random_reply_min_messages: must be an integer"),
+    ("set gpt_system_prompt " + "p" * 5000, "❌ gpt_system_prompt: must be at most 2000 characters"),
     ("reset nope", "❌ unknown setting 'nope'"),
     ("set gpt_enabled", "Usage: /config"),
     ("frobnicate", "Usage: /config"),
