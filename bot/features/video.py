@@ -269,11 +269,13 @@ async def handle_url(update: Update, context: Context, url: str, explicit: bool)
         await reply(update, "⏱ Downloading that video took too long, I gave up.")
         return
     try:
-        with result.path.open("rb") as fh:
-            await update.effective_message.reply_video(fh, caption=result.title or None, do_quote=True,
-                                                       supports_streaming=True)
+        # Disk work off the event loop: the file is up to max_file_size_mb, its folder is removed after.
+        data = await asyncio.to_thread(result.path.read_bytes)
+        await update.effective_message.reply_video(data, filename=result.path.name,
+                                                   caption=result.title or None, do_quote=True,
+                                                   supports_streaming=True)
     finally:
-        result.cleanup()
+        await asyncio.to_thread(result.cleanup)
 
 
 async def on_link(update: Update, context: Context) -> None:
