@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 from pathlib import Path
 
 from bot.sandbox.server import serve
 from bot.sandbox.state import BOT_USERNAME, SandboxState
+from bot.sandbox.store import SandboxStore
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="write {url, host, port, pid, env} as JSON here once listening (removed on exit)",
     )
+    parser.add_argument(
+        "--data-file",
+        type=Path,
+        help="SQLite file that keeps the update queue, update/message ids, chats and users across restarts "
+        "(default: in memory only)",
+    )
     parser.add_argument("--openai-key", default="sk-sandbox", help="API key the fake OpenAI accepts")
     parser.add_argument(
         "--weather-key", default="sandbox-weather-key", help="appid the fake weather API accepts"
@@ -38,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     state = SandboxState(
         openai_key=args.openai_key, weather_key=args.weather_key, bot_username=args.bot_username
     )
+    if args.data_file is not None:
+        try:
+            state.store = SandboxStore(args.data_file)
+            state.store.load(state)
+        except (RuntimeError, ValueError, KeyError, sqlite3.Error) as exc:
+            parser.exit(1, f"python -m bot.sandbox: {exc}\n")
     try:
         asyncio.run(serve(args.host, args.port, state, args.state_file, args.access_log))
     except OSError as exc:
@@ -45,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.state_file is not None:
             args.state_file.unlink(missing_ok=True)
+        if state.store is not None:
+            state.store.close()
     return 0
 
 
