@@ -147,9 +147,7 @@ class Drill:
             if time.monotonic() > deadline:
                 return None  # the bot did not handle anything again: reported as such
             time.sleep(0.5)
-        stamps = [since, *stamps] if stamps[0] > since else stamps
-        after = next(i for i, t in enumerate(stamps) if t > until)
-        return max(b - a for a, b in zip(stamps[: after + 1], stamps[1 : after + 1], strict=True))
+        return longest_gap(stamps, since, until)
 
     def step(self, kind: str, cycle: int, action) -> Step:
         start = time.time()
@@ -162,6 +160,13 @@ class Drill:
             f"{'none' if result.downtime is None else f'{result.downtime:.2f} s'} {note}"
         )
         return result
+
+
+def longest_gap(stamps: list[float], since: float, until: float) -> float:
+    """Longest gap between confirmations (and the step's start) up to the first one after `until`."""
+    points = sorted([since, *stamps])
+    end = next(i for i, t in enumerate(points) if t > until)
+    return max(b - a for a, b in zip(points[:end], points[1 : end + 1], strict=True))
 
 
 def source_tree(root: Path, name: str, break_it: bool = False) -> Path:
@@ -311,7 +316,9 @@ def render(result: dict) -> str:
         f"{result['push_errors']} pushes refused or unanswered. Sandbox: {sandbox} "
         f"(update ids {result['sandbox_ids'][0]} -> {result['sandbox_ids'][1]}).",
         "",
-        f"site.yml converge before the cycles: {result['site_converge_s']:.0f} s "
+        "site.yml before the cycles: skipped (--skip-site)."
+        if result["site_converge_s"] is None
+        else f"site.yml converge before the cycles: {result['site_converge_s']:.0f} s "
         f"(changed={result['site_changed']}; a no-op when the host was converged already).",
         "",
         f"Goals: deploy downtime <= {GOAL_DEPLOY_DOWNTIME:g} s, failed release -> previous live <= "
@@ -341,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--host", default="d81", help="lab host name (default: %(default)s)")
     parser.add_argument("--keep-host", action="store_true", help="reuse a running host and leave it up")
+    parser.add_argument(
+        "--skip-site", action="store_true", help="with --keep-host: the host is converged, skip site.yml"
+    )
     parser.add_argument("--no-doc", action="store_true", help="do not write docs/PERFORMANCE.md")
     args = parser.parse_args(argv)
     if not 1 <= args.cycles <= 1000:
@@ -371,9 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="drill-") as tmp:
             trees = {"good": source_tree(Path(tmp), "good"), "broken": source_tree(Path(tmp), "broken", True)}
-            log(f"converging {args.host} with site.yml")
+            log(f"converging {args.host} with site.yml{' (skipped)' if args.skip_site else ''}")
             converge_start = time.monotonic()
-            rc, out = drill.playbook("site", {})
+            rc, out = (0, "skipped") if args.skip_site and args.keep_host else drill.playbook("site", {})
             converge_s = time.monotonic() - converge_start
             if rc != 0:
                 raise RuntimeError(f"site.yml failed ({rc}):\n{out[-3000:]}")
@@ -425,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
                 "push_errors": errors,
                 "sandbox_survived": drill.sandbox_pid() == sandbox_pid and last_id >= first_id,
                 "sandbox_ids": [first_id, last_id],
-                "site_converge_s": converge_s,
+                "site_converge_s": None if out == "skipped" else converge_s,
                 "site_changed": out.rsplit("changed=", 1)[-1].split()[0] if "changed=" in out else "?",
             }
         out_dir = REPO / ".cache" / "drill"
