@@ -63,7 +63,7 @@ while time.monotonic() - start < max_s and not os.path.exists(stop):
     req = urllib.request.Request(url + "/control/updates", body, {"Content-Type": "application/json"})
     try:
         with opener.open(req, timeout=5) as response:
-            print("ok", seq, json.load(response)["update_id"], flush=True)
+            print("ok", seq, json.load(response)["update_id"], time.time(), flush=True)
     except Exception as exc:
         print("err", seq, type(exc).__name__, str(exc)[:100].replace("\n", " "), flush=True)
     time.sleep(max(0.0, start + seq / rate - time.monotonic()))
@@ -90,6 +90,9 @@ class Step:
     seconds: float
     downtime: float | None
     note: str = ""
+    start: float = 0.0
+    end: float = 0.0
+    lost: int = 0
 
 
 @dataclass
@@ -153,7 +156,7 @@ class Drill:
         start = time.time()
         rc, note = action()
         end = time.time()
-        result = Step(kind, cycle, rc, end - start, self.downtime(start, end), note)
+        result = Step(kind, cycle, rc, end - start, self.downtime(start, end), note, start, end)
         self.steps.append(result)
         log(
             f"cycle {cycle} {kind}: rc {rc}, {result.seconds:.1f} s, downtime "
@@ -231,7 +234,7 @@ def cycle(drill: Drill, number: int, trees: dict[str, Path]) -> None:
     drill.step("kill -9", number, kill)
 
 
-def count_messages(drill: Drill, accepted: set[int]) -> dict[str, int]:
+def count_messages(drill: Drill, accepted: dict[int, float]) -> tuple[dict[str, int], list[int]]:
     """Wait (bounded) until the sandbox queue is empty and the row count settles; compare."""
     deadline = time.monotonic() + DRAIN_TIMEOUT
     last, stable = -1, 0
@@ -251,13 +254,41 @@ def count_messages(drill: Drill, accepted: set[int]) -> dict[str, int]:
         text, _, count = line.rpartition(" ")
         if text.startswith(prefix):
             stored[int(text[len(prefix) :])] = int(count)
-    return {
+    lost = sorted(seq for seq in accepted if seq not in stored)
+    counts = {
         "accepted": len(accepted),
         "stored": sum(1 for seq in accepted if seq in stored),
-        "lost": sum(1 for seq in accepted if seq not in stored),
+        "lost": len(lost),
         "duplicated": sum(count - 1 for count in stored.values()),
         "stored_not_accepted": sum(1 for seq in stored if seq not in accepted),
     }
+    return counts, lost
+
+
+def blame(steps: list[Step], lost_at: list[float]) -> int:
+    """Count each lost message against the step running when it was pushed (a gap goes to the step before);
+    returns those pushed before the first step."""
+    before = 0
+    for ts in lost_at:
+        owner = None
+        for step in steps:
+            if step.start <= ts:
+                owner = step
+        if owner is None:
+            before += 1
+        else:
+            owner.lost += 1
+    return before
+
+
+def ranges(numbers: list[int]) -> list[list[int]]:
+    out: list[list[int]] = []
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return out
 
 
 def summarize(steps: list[Step]) -> list[dict[str, object]]:
@@ -273,6 +304,7 @@ def summarize(steps: list[Step]) -> list[dict[str, object]]:
                 "downtime_median": statistics.median(downs) if downs else None,
                 "downtime_max": max(downs) if downs else None,
                 "no_resume": len(mine) - len(downs),
+                "lost": sum(s.lost for s in mine),
                 "seconds_median": statistics.median(s.seconds for s in mine) if mine else None,
             }
         )
@@ -300,20 +332,24 @@ def render(result: dict) -> str:
         f"Last run: {result['date']}, host `{result['host']}`, {result['cycles']} cycle(s), "
         f"{result['rate']:g} messages/s, {result['seconds']:.0f} s in all, commit {result['commit']}.",
         "",
-        "| step | n | exit codes | downtime median | downtime max | bot not back | step wall time (median) |",
-        "|---|---|---|---|---|---|---|",
+        "| step | n | exit codes | downtime median | downtime max | bot not back | wall time (median) "
+        "| lost |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in result["kinds"]:
         lines.append(
             f"| {row['kind']} | {row['n']} | {row['rc']} | {fmt(row['downtime_median'])} | "
-            f"{fmt(row['downtime_max'])} | {row['no_resume']} | {fmt(row['seconds_median'])} |"
+            f"{fmt(row['downtime_max'])} | {row['no_resume']} | {fmt(row['seconds_median'])} "
+            f"| {row['lost']} |"
         )
     lines += [
         "",
         f"Messages: {counts['accepted']} accepted by the sandbox, {counts['stored']} stored, "
         f"**{counts['lost']} lost** (goal 0), **{counts['duplicated']} duplicated** (goal 0), "
         f"{counts['stored_not_accepted']} stored whose push was not answered, "
-        f"{result['push_errors']} pushes refused or unanswered. Sandbox: {sandbox} "
+        f"{result['push_errors']} pushes refused or unanswered; lost messages are counted against the step "
+        f"running when they were pushed (lost before the first step: {counts['lost_before_first_step']}). "
+        f"Sandbox: {sandbox} "
         f"(update ids {result['sandbox_ids'][0]} -> {result['sandbox_ids'][1]}).",
         "",
         "site.yml before the cycles: skipped (--skip-site)."
@@ -416,9 +452,10 @@ def main(argv: list[str] | None = None) -> int:
             drill.ssh(f"touch {stop}")
             pusher.wait(60)
             reader.join(30)
-            accepted = {int(p[1]) for p in (ln.split() for ln in lines) if p and p[0] == "ok"}
+            accepted = {int(p[1]): float(p[3]) for p in (ln.split() for ln in lines) if p and p[0] == "ok"}
             errors = sum(1 for ln in lines if ln.startswith("err"))
-            counts = count_messages(drill, accepted)
+            counts, lost = count_messages(drill, accepted)
+            counts["lost_before_first_step"] = blame(drill.steps, [accepted[seq] for seq in lost])
             last_id = drill.sandbox("/control/health")["last_update_id"]
             result = {
                 "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -432,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
                 "kinds": summarize(drill.steps),
                 "steps": [s.__dict__ for s in drill.steps],
                 "messages": counts,
+                "lost_ranges": ranges(lost),
                 "push_errors": errors,
                 "sandbox_survived": drill.sandbox_pid() == sandbox_pid and last_id >= first_id,
                 "sandbox_ids": [first_id, last_id],

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bench.drill import REPO, Step, longest_gap, summarize
+from bench.drill import REPO, Step, blame, longest_gap, ranges, summarize
 
 
 def test_longest_gap_spans_the_switch_and_ignores_later_gaps():
@@ -40,3 +40,11 @@ def test_bad_arguments_are_refused_before_anything_starts(args, message):
         [sys.executable, "-m", "bench", "drill", *args], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 2 and message in result.stderr
+
+
+def test_lost_messages_are_blamed_on_the_step_running_when_they_were_pushed():
+    steps = [Step("update", 1, 0, 10.0, 1.0, start=100.0, end=110.0)]
+    steps.append(Step("broken update", 1, 2, 10.0, 5.0, start=111.0, end=121.0))
+    assert blame(steps, [99.0, 105.0, 110.5, 115.0, 130.0]) == 1  # 99.0: before the first step
+    assert [s.lost for s in steps] == [2, 2]  # the gap 110-111 counts against the update
+    assert ranges([3, 4, 5, 9, 11, 12]) == [[3, 5], [9, 9], [11, 12]]
