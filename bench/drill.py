@@ -355,7 +355,7 @@ def render(result: dict) -> str:
         "site.yml before the cycles: skipped (--skip-site)."
         if result["site_converge_s"] is None
         else f"site.yml converge before the cycles: {result['site_converge_s']:.0f} s "
-        f"(changed={result['site_changed']}; a no-op when the host was converged already).",
+        f"(changed={result['site_changed']}; 0 would be a no-op converge).",
         "",
         f"Goals: deploy downtime <= {GOAL_DEPLOY_DOWNTIME:g} s, failed release -> previous live <= "
         f"{GOAL_FAILED_TO_PREVIOUS:g} s, 0 lost, 0 duplicated.",
