@@ -9,7 +9,7 @@ PYTEST := $(BIN)/pytest
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help deps venv image lint test test-bot test-lab test-roles test-infra test-playbooks demo bench lab-down clean
+.PHONY: help deps venv image lint test test-bot test-lab test-roles test-infra test-playbooks demo bench drill lab-down clean
 
 help: ## Show the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -57,6 +57,10 @@ demo: image ## Boot a lab host, converge site.yml, show the bot answering throug
 
 bench: deps venv ## Benchmarks (figures go to docs/PERFORMANCE.md)
 	$(PY) -m bench
+
+DRILL_CYCLES ?= 20
+drill: image ## Operations drill on lab host d81: update, broken update, rollback, kill -9 under load (DRILL_CYCLES=20)
+	$(PY) -m bench drill --cycles $(DRILL_CYCLES)
 
 lab-down: venv ## Stop every lab host
 	$(PY) -m lab down --all

@@ -1,4 +1,12 @@
-"""python -m bench: see bench/pipeline.py."""
+"""python -m bench: the pipeline benchmark (bench/pipeline.py); `python -m bench drill`: the operations
+drill (bench/drill.py)."""
+
+import sys
+
+if sys.argv[1:2] == ["drill"]:
+    from bench.drill import main
+
+    raise SystemExit(main(sys.argv[2:]))
 
 from bench.pipeline import main
 

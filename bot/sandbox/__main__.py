@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sqlite3
 from pathlib import Path
 
 from bot.sandbox.server import serve
 from bot.sandbox.state import BOT_USERNAME, SandboxState
+from bot.sandbox.store import SandboxStore
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="write {url, host, port, pid, env} as JSON here once listening (removed on exit)",
     )
+    parser.add_argument(
+        "--data-file",
+        type=Path,
+        help="SQLite file that keeps the update queue, update/message ids, chats and users across restarts "
+        "(default: in memory only)",
+    )
     parser.add_argument("--bot-username", default=BOT_USERNAME, help="username getMe reports")
     parser.add_argument("--access-log", action="store_true", help="log every HTTP request")
     args = parser.parse_args(argv)
@@ -39,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
         weather_key=os.environ.get("WEATHER_API_KEY") or SandboxState.weather_key,
         bot_username=args.bot_username,
     )
+    if args.data_file is not None:
+        try:
+            state.store = SandboxStore(args.data_file)
+            state.store.load(state)
+        except (RuntimeError, ValueError, KeyError, sqlite3.Error) as exc:
+            parser.exit(1, f"python -m bot.sandbox: {exc}\n")
     try:
         asyncio.run(serve(args.host, args.port, state, args.state_file, args.access_log))
     except OSError as exc:
@@ -46,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.state_file is not None:
             args.state_file.unlink(missing_ok=True)
+        if state.store is not None:
+            state.store.close()
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from itertools import islice
 from typing import Any
 
 from aiohttp import web
@@ -251,6 +252,8 @@ async def push_updates(request: web.Request) -> web.Response:
     except ControlError as exc:
         return _error(str(exc))
     results = [_apply_push(state, spec) for spec in specs]
+    if state.store is not None:
+        state.store.pushed(state, list(islice(reversed(state.pending), len(results)))[::-1])
     await state.notify()
     return web.json_response(results if isinstance(body, list) else results[0])
 
@@ -421,6 +424,16 @@ async def pending_updates(request: web.Request) -> web.Response:
     return web.json_response(list(request.app[STATE].pending))
 
 
+async def confirmations(request: web.Request) -> web.Response:
+    """[[time, offset], ...] of the getUpdates calls that confirmed updates, since ?since= (unix time)."""
+    raw = request.query.get("since", "0")
+    try:
+        since = float(raw)
+    except ValueError:
+        return _error(f"since must be a unix time in seconds, got {raw!r}")
+    return web.json_response([list(item) for item in request.app[STATE].confirmations if item[0] >= since])
+
+
 async def openai_requests(request: web.Request) -> web.Response:
     """Chat-completion requests the fake OpenAI received (for asserting prompts/history/model)."""
     return web.json_response(list(request.app[STATE].openai_requests))
@@ -436,3 +449,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/control/reset", reset)
     app.router.add_get("/control/health", health)
     app.router.add_get("/control/openai", openai_requests)
+    app.router.add_get("/control/confirmations", confirmations)

@@ -10,9 +10,12 @@ import asyncio
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+
+if TYPE_CHECKING:
+    from bot.sandbox.store import SandboxStore
 
 MAX_PENDING_UPDATES = 50_000
 MAX_SENT = 20_000
@@ -20,6 +23,7 @@ MAX_MESSAGES = 50_000
 MAX_CHATS = 10_000
 MAX_MEMBERS = 10_000
 MAX_OPENAI_REQUESTS = 500
+MAX_CONFIRMATIONS = 20_000
 
 BOT_USERNAME = "psychochauffeur_sandbox_bot"
 BOT_FIRST_NAME = "PsychoChauffeur Sandbox"
@@ -76,6 +80,9 @@ class SandboxState:
     poll_generation: dict[int, int] = field(default_factory=dict)
     # /files/drip.mp4 and chunked.mp4 by their ?tag=: responses open now, the most open at once, bytes sent
     streams: _BoundedDict = field(default_factory=lambda: _BoundedDict(100))
+    #: (time, offset) of each getUpdates that confirmed updates: when the bot had handled what (drills).
+    confirmations: deque = field(default_factory=lambda: deque(maxlen=MAX_CONFIRMATIONS))
+    store: SandboxStore | None = None
     started_at: float = field(default_factory=time.time)
     changed: asyncio.Condition | None = None
 
@@ -104,6 +111,9 @@ class SandboxState:
         self.calls.clear()
         self.get_updates_calls = 0
         self.last_get_updates_at = None
+        self.confirmations.clear()
+        if self.store is not None:
+            self.store.kept_last(self)
 
     def next_message_id(self, chat_id: int) -> int:
         value = self.message_ids.get(chat_id, 0) + 1
@@ -133,6 +143,8 @@ class SandboxState:
             "text": text if isinstance(text, str) else None,
         }
         self.sent.append(item)
+        if self.store is not None:
+            self.store.sent(self, chat_id)
         return item
 
     def select_sent(self, chat_id: int | None, after: int, methods: set[str] | None) -> list[dict[str, Any]]:
@@ -159,6 +171,7 @@ class SandboxState:
             "sent_stored": len(self.sent),
             "get_updates_calls": self.get_updates_calls,
             "last_get_updates_at": self.last_get_updates_at,
+            "persistent": self.store is not None,
             "calls": dict(self.calls),
             "streams": dict(self.streams),
             "uptime_s": round(time.time() - self.started_at, 3),

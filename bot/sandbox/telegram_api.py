@@ -404,6 +404,8 @@ async def get_me(state: SandboxState, bot_id: int, params: dict[str, Any]) -> An
 async def delete_webhook(state: SandboxState, bot_id: int, params: dict[str, Any]) -> Any:
     if params.get("drop_pending_updates") in (True, "true", "True", 1):
         state.pending.clear()
+        if state.store is not None:
+            state.store.kept_last(state)
     return True
 
 
@@ -425,11 +427,19 @@ async def get_updates(state: SandboxState, bot_id: int, params: dict[str, Any]) 
     state.poll_generation[bot_id] = generation
     await state.notify()  # an older long poll of this bot now ends with 409, like Telegram
     if offset > 0:
+        dropped = 0
         while state.pending and state.pending[0]["update_id"] < offset:
             state.pending.popleft()
+            dropped += 1
+        if dropped:
+            state.confirmations.append((time.time(), offset))
+            if state.store is not None:
+                state.store.confirmed(offset)
     elif offset < 0:
         while len(state.pending) > -offset:
             state.pending.popleft()
+        if state.store is not None:
+            state.store.kept_last(state)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     cond = state.condition()

@@ -1,0 +1,6 @@
+"""bench/ is not an installed package: tests import it from the repo root."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
