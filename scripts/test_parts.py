@@ -61,7 +61,7 @@ def parts() -> list[Part]:
     files_a = sorted(p.name for p in tests.glob("test_*.py") if p.name not in PLAYBOOK_FILES_B)
     result = [
         Part("lint", ["bash", "-c", f"{BIN}/ruff check . && {BIN}/ansible-lint"], rank=1),
-        Part("bot", [pytest, "tests/bot", *map(str, REPO.glob("tests/test_*.py"))], rank=9),
+        Part("bot", [pytest, "tests/bot", "tests/bench", *map(str, REPO.glob("tests/test_*.py"))], rank=9),
         Part("lab", [pytest, "tests/lab"], lab=True, rank=3),
         Part("infra", [pytest, "tests/infra"], lab=True, rank=6),
         Part(
