@@ -294,7 +294,13 @@ def test_a_stalled_metrics_write_does_not_stall_the_bot(pg_server, tmp_path) -> 
         try:
             until(lambda: (bot.app_dir / "data" / "metrics.json").exists(), "the first metrics file")
             until(lambda: _mkfifo(fifo), "a FIFO in place of the temp file")
-            for _ in range(5):  # about a second: the 0.2 s job has hit the FIFO meanwhile
+            metrics = bot.app_dir / "data" / "metrics.json"
+            deadline = time.monotonic() + 30
+            # the bot answers while its 0.2 s metrics job hangs on the FIFO: the file stops being renewed
+            while time.time() - metrics.stat().st_mtime < 1.0:
+                assert time.monotonic() < deadline, "metrics.json kept being renewed: no write hit the FIFO"
+                assert bot.say("/ping", timeout=10) == "pong"
+            for _ in range(3):
                 assert bot.say("/ping", timeout=10) == "pong"
         finally:
             if fifo.exists():  # a reader lets the blocked writer go on; later writes get a plain file
