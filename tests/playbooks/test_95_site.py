@@ -1,6 +1,7 @@
 """site.yml on a host that already runs the bot: a new release goes live only through the guarded path (a
 broken one is rolled back), a token the Bot API refuses fails the converge, re-running it after the start
-limit recovers."""
+limit recovers. Runs last: the refused token leaves Bot API 401s in error.log, which weekly/security reports
+flag as failed authentication."""
 
 from __future__ import annotations
 
