@@ -46,7 +46,7 @@ test-roles: deps venv ## molecule test for every role on lab hosts (ROLES="bot b
 test-infra: deps venv ## site.yml on a fresh lab host + whole-host testinfra suite
 	$(PARTS) infra
 
-test-playbooks: deps venv ## every runbook procedure playbook, on two converged lab hosts (pb1, pb2)
+test-playbooks: deps venv ## every runbook procedure playbook, on three converged lab hosts (pb1-pb3)
 	$(PARTS) playbooks
 
 test: deps venv ## Every test suite of the repo, parts side by side (logs in .cache/test-logs/, summary at the end)

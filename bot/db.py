@@ -70,15 +70,18 @@ def migrate(dsn: str, check: bool = False) -> list[str]:
             )
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             applied = []
-            for version, name, path in migration_files():
-                if version in done:
-                    continue
-                with conn.transaction():
+            # All pending migrations in ONE transaction: when the k+1th fails, 1..k are undone too, so an
+            # update either moves the schema to the new release's version or leaves it where it was.
+            with conn.transaction():
+                for version, name, path in migration_files():
+                    if version in done:
+                        continue
                     conn.execute(path.read_text(encoding="utf-8"))
                     conn.execute(
                         "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (version, name))
+                    applied.append(name)
+            for name in applied:
                 log.info("applied migration %s", name)
-                applied.append(name)
             return applied
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))

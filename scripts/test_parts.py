@@ -29,7 +29,11 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 BIN = REPO / ".venv" / "bin"
 LOGS = REPO / ".cache" / "test-logs"
-PLAYBOOK_FILES_B = ["test_60_update.py", "test_70_restore.py", "test_90_incident.py"]  # destructive ones
+# The playbook tests on three lab hosts, one session each, side by side; files not named here run on pb1.
+PLAYBOOK_HOSTS = {
+    "b": ("pb2", ["test_60_update.py"]),  # update/rollback: most release builds
+    "c": ("pb3", ["test_65_sandbox.py", "test_70_restore.py", "test_90_incident.py", "test_95_site.py"]),
+}
 
 
 @dataclass
@@ -58,27 +62,24 @@ def _role_hosts(role: str) -> list[str]:
 def parts() -> list[Part]:
     pytest = str(BIN / "pytest")
     tests = REPO / "tests" / "playbooks"
-    files_a = sorted(p.name for p in tests.glob("test_*.py") if p.name not in PLAYBOOK_FILES_B)
+    elsewhere = {f for _, files in PLAYBOOK_HOSTS.values() for f in files}
+    files_a = sorted(p.name for p in tests.glob("test_*.py") if p.name not in elsewhere)
     result = [
         Part("lint", ["bash", "-c", f"{BIN}/ruff check . && {BIN}/ansible-lint"], rank=1),
         Part("bot", [pytest, "tests/bot", "tests/bench", *map(str, REPO.glob("tests/test_*.py"))], rank=9),
         Part("lab", [pytest, "tests/lab"], lab=True, rank=3),
         Part("infra", [pytest, "tests/infra"], lab=True, rank=6),
-        Part(
-            "playbooks:a",
-            [pytest, *(f"tests/playbooks/{f}" for f in files_a)],
-            lab=True,
-            env={"PLAYBOOKS_LAB_HOST": "pb1"},
-            rank=8,
-        ),
-        Part(
-            "playbooks:b",
-            [pytest, *(f"tests/playbooks/{f}" for f in PLAYBOOK_FILES_B)],
-            lab=True,
-            env={"PLAYBOOKS_LAB_HOST": "pb2"},
-            rank=10,
-        ),
     ]
+    for group, (host, files) in [("a", ("pb1", files_a)), *PLAYBOOK_HOSTS.items()]:
+        result.append(
+            Part(
+                f"playbooks:{group}",
+                [pytest, *(f"tests/playbooks/{f}" for f in files if (tests / f).exists())],
+                lab=True,
+                env={"PLAYBOOKS_LAB_HOST": host},
+                rank={"a": 8, "b": 10, "c": 7}[group],
+            )
+        )
     for scenario in sorted(REPO.glob("roles/*/molecule/default/molecule.yml")):
         role = scenario.parents[2].name
         result.append(

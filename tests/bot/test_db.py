@@ -234,3 +234,19 @@ async def test_a_user_without_rights_to_migrate_still_gets_a_working_database(da
             conn.execute("REASSIGN OWNED BY bot_reader TO CURRENT_USER")
             conn.execute("DROP OWNED BY bot_reader")
             conn.execute("DROP ROLE bot_reader")
+
+
+def test_migrations_of_one_run_are_one_transaction(database_url: str, tmp_path, monkeypatch) -> None:
+    """Migration 2 of 2 fails: migration 1 is undone too (schema and schema_migrations as before)."""
+    migrate(database_url)
+    before = tables(database_url)
+    (tmp_path / "001_initial.sql").write_text((migration_files()[0][2]).read_text())
+    (tmp_path / "901_first.sql").write_text("CREATE TABLE ops_first (id int);\n")
+    (tmp_path / "902_second.sql").write_text("CREATE TABLE ops_second (id int); SELECT 1/0;\n")
+    monkeypatch.setattr("bot.db.MIGRATIONS_DIR", tmp_path)
+    with pytest.raises(psycopg.errors.DivisionByZero):
+        migrate(database_url)
+    assert tables(database_url) == before
+    with psycopg.connect(database_url) as conn:
+        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
+    assert migrate(database_url, check=True) == ["901_first", "902_second"]

@@ -1,8 +1,11 @@
-"""update.yml and rollback.yml: happy path, same version again, interrupted before the switch, a broken
-release rolled back automatically (DB restored when its migration ran), rollback twice."""
+"""update.yml and rollback.yml: happy path, same version again, the gate's reasons, interrupted before the
+switch, a broken release rolled back automatically (DB restored when its migration ran, no stored message
+lost, the previous release answering), a failing second migration, rollback twice, a failed restore."""
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import signal
 import subprocess
@@ -16,11 +19,29 @@ def current() -> str:
     return host_sh("readlink /opt/psychochauffeur-bot/current").stdout.strip().split("/")[-1]
 
 
-def source_tree(tmp_path, name: str, break_it: bool = False):
-    """A copy of the bot source (a release); break_it makes the bot exit at start and adds a migration."""
+def source_tree(
+    tmp_path, name: str, break_it: bool = False, bad_migration: bool = False, dies_after: int = 0
+):
+    """A copy of the bot source (a release); break_it makes the bot exit at start and adds a migration;
+    bad_migration adds two migrations, the second of which fails; dies_after makes a working bot (with a
+    migration) exit after that many seconds."""
     src = tmp_path / name
     for item in ("bot", "pyproject.toml", "README.md", "constraints.txt"):
         (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
+    if bad_migration:
+        (src / "bot/migrations/901_ops_first.sql").write_text("CREATE TABLE ops_first_of_two (id int);\n")
+        (src / "bot/migrations/902_ops_second.sql").write_text(
+            "CREATE TABLE ops_second_of_two (id int); SELECT 1/0;\n"
+        )
+    if dies_after:
+        (src / "bot/migrations/903_ops_dies_later.sql").write_text("CREATE TABLE ops_dies_later (id int);\n")
+        app = src / "bot/app.py"
+        app.write_text(
+            app.read_text()
+            + "\n\n_run = run\n\n\ndef run(env):  # works, then dies\n"
+            + f"    import os, threading\n    threading.Timer({dies_after}, os._exit, (3,)).start()\n"
+            + "    return _run(env)\n"
+        )
     if break_it:
         (src / "bot/migrations/900_ops_broken_release.sql").write_text(
             "CREATE TABLE ops_broken_marker (id int);\n"
@@ -35,7 +56,12 @@ def source_tree(tmp_path, name: str, break_it: bool = False):
 @pytest.fixture(scope="module")
 def releases(lab_host, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("releases")
-    return {"good": source_tree(tmp, "good"), "broken": source_tree(tmp, "broken", break_it=True)}
+    return {
+        "good": source_tree(tmp, "good"),
+        "broken": source_tree(tmp, "broken", break_it=True),
+        "bad-migration": source_tree(tmp, "bad-migration", bad_migration=True),
+        "dies-later": source_tree(tmp, "dies-later", dies_after=4),
+    }
 
 
 def update(version: str, src, **extra):
@@ -54,6 +80,23 @@ def test_update_happy_path(releases):
     ]
     again = update("ops-good-1", releases["good"])
     assert again.rc == 0 and again.changed == 0, again.changed_tasks
+
+
+def test_update_gate_names_the_failing_check_and_its_figure(releases):
+    """A stopped bot makes health critical: the gate names the check and why, with health's disk figure."""
+    host_sh("systemctl stop psychochauffeur-bot")
+    try:
+        run = update("ops-good-gate", releases["good"])
+        health = json.loads(host_sh("psychochauffeur health --json", check=False).stdout)
+    finally:
+        host_sh("systemctl start psychochauffeur-bot")
+    assert run.rc != 0 and "nothing was changed" in run.text, run.text[-2000:]
+    reason = "health critical (critical: process: systemd unit psychochauffeur-bot is inactive"
+    assert reason in run.text, run.text[-2000:]
+    disk = next(c for c in health["checks"] if c["name"] == "disk")["value"]
+    figure = float(re.search(r"disk ([0-9.]+)% free on the app dir's filesystem", run.text).group(1))
+    assert abs(figure - disk) <= 0.2, (figure, disk)  # one measurement, stated the same way
+    assert current() != "ops-good-gate"
 
 
 def test_update_interrupted_before_switch(releases):
@@ -86,16 +129,128 @@ def test_update_interrupted_before_switch(releases):
     assert host_sh("systemctl is-active psychochauffeur-bot", check=False).stdout.strip() == "active"
 
 
+PUSHER = """
+import os, sys, time
+import psycopg
+from bot.sandbox.client import SandboxClient
+client = SandboxClient("http://127.0.0.1:8081", timeout=5)
+out = open("/tmp/ops-pusher.stored", "w", buffering=1)
+deadline = time.monotonic() + 600
+i, chat, last_id = 0, -4343, 0
+while time.monotonic() < deadline and not os.path.exists("/tmp/ops-pusher.stop"):
+    i += 1
+    text = f"ops-keep-{i}"
+    try:
+        message_id = client.push(text, chat_id=chat, user_id=4343, chat_type="group")["message_id"]
+    except Exception:
+        time.sleep(0.5)
+        continue
+    if message_id <= last_id:  # the sandbox restarted: its ids start again, this row replaced an older one
+        out.write(f"overwrote {chat} {message_id}\\n")
+        chat, last_id = chat - 1, 0
+        continue
+    last_id = message_id
+    until = time.monotonic() + 5
+    while time.monotonic() < until:
+        try:
+            with psycopg.connect("dbname=psychochauffeur_bot", connect_timeout=2) as conn:
+                if conn.execute("SELECT 1 FROM messages WHERE text = %s", (text,)).fetchone():
+                    out.write(f"{text} {chat} {message_id}\\n")
+                    break
+        except psycopg.Error:
+            pass
+        time.sleep(0.2)
+out.close()
+os.rename("/tmp/ops-pusher.stored", "/tmp/ops-pusher.done")
+"""
+
+
+def start_pusher() -> None:
+    """Chat messages pushed through the sandbox all along; each one seen stored in the DB is written down."""
+    host_sh("rm -f /tmp/ops-pusher.*")
+    host_sh(f"cat > /tmp/ops-pusher.py <<'EOF'\n{PUSHER}\nEOF")
+    host_sh(
+        "cd /tmp && setsid -f runuser -u postgres --"
+        " $(readlink -f /opt/psychochauffeur-bot/current)/venv/bin/python /tmp/ops-pusher.py"
+        " > /tmp/ops-pusher.log 2>&1 < /dev/null"
+    )
+
+
+def stop_pusher() -> list[str]:
+    """Stop the pusher; the messages it saw stored (less rows a restarted sandbox's reused ids replaced: the
+    sandbox restarting is not what these tests are about)."""
+    host_sh("touch /tmp/ops-pusher.stop")
+    for _ in range(60):
+        if host_sh("test -f /tmp/ops-pusher.done", check=False).returncode == 0:
+            lines = [line.split() for line in host_sh("cat /tmp/ops-pusher.done").stdout.splitlines()]
+            replaced = {tuple(f[1:]) for f in lines if f[0] == "overwrote"}
+            return [f[0] for f in lines if f[0] != "overwrote" and tuple(f[1:]) not in replaced]
+        time.sleep(0.5)
+    raise AssertionError("pusher did not stop: " + host_sh("cat /tmp/ops-pusher.log", check=False).stdout)
+
+
+def kept_messages() -> set[str]:
+    return set(psql("SELECT text FROM messages WHERE chat_id BETWEEN -4443 AND -4343").split())
+
+
 def test_broken_release_rolls_back(releases):
+    """Crash at start + a migration: rollback restores the dump, resets the start limit, the previous release
+    answers, and no message stored before the rollback is lost (the dump is taken after the stop)."""
     before = current()
-    run = update("ops-broken-1", releases["broken"])
+    start_pusher()
+    try:
+        started = time.monotonic()
+        # a patient verify: waiting the whole time runs a crash loop into systemd's start limit (10 starts in
+        # 300 s), which the rollback must clear; the wait has to end at the first restart instead
+        run = update("ops-broken-1", releases["broken"], ops_start_timeout=150, bot_verify_timeout=150)
+        took = time.monotonic() - started
+    finally:
+        stored = stop_pusher()
     assert run.rc != 0
-    assert f"rolled back to {before}" in run.text
+    assert f"rolled back to {before}" in run.text, run.text[-3000:]
+    assert "ROLLBACK FAILED" not in run.text
+    print(f"update.yml to a crash-looping release, start → rolled back and verified: {took:.1f} s;",
+          re.search(r"rolled back to \S+ in [0-9.]+ s", run.text))
     assert current() == before
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
     assert psql("select to_regclass('ops_broken_marker') is null") == "t"  # the pre-update dump was restored
     assert run_playbook("verify").rc == 0  # bot answering: health, getMe, DB query
     assert start_reply()  # and a user's /start gets an answer through the (fake) Telegram API
+    assert stored, host_sh("cat /tmp/ops-pusher.log", check=False).stdout
+    kept = kept_messages()
+    lost = sorted(set(stored) - kept)
+    assert not lost, f"{len(lost)} stored before the rollback, gone after it: {lost[:10]}"
+
+
+def test_messages_the_failed_release_stored_survive_the_restore(releases):
+    """A release that answers for a few seconds, then dies: the rollback restores the dump (its migration ran)
+    and puts back the messages the failed release stored after the dump."""
+    before = current()
+    start_pusher()
+    try:
+        run = update("ops-dies-later-1", releases["dies-later"])
+    finally:
+        stored = stop_pusher()
+    assert run.rc != 0 and f"rolled back to {before}" in run.text, run.text[-3000:]
+    print(re.search(r"messages kept: [0-9]+", run.text))
+    assert psql("select to_regclass('ops_dies_later') is null") == "t"
+    assert current() == before
+    kept = kept_messages()
+    lost = sorted(set(stored) - kept)
+    assert not lost, f"{len(lost)} stored before the rollback, gone after it: {lost[:10]}"
+    assert start_reply()
+
+
+def test_failing_second_migration_leaves_the_schema_as_it_was(releases):
+    """Migrations 1 of 2 succeeds, 2 of 2 fails: the update rolls back with the schema unchanged."""
+    before = current()
+    versions = psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")
+    run = update("ops-bad-migration-1", releases["bad-migration"])
+    assert run.rc != 0 and f"rolled back to {before}" in run.text, run.text[-3000:]
+    assert psql("select to_regclass('ops_first_of_two') is null") == "t"
+    assert psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations") == versions
+    assert current() == before
+    assert start_reply()
 
 
 def test_rollback_twice(releases):
@@ -116,3 +271,17 @@ def test_rollback_twice(releases):
     assert unknown.rc != 0 and "nothing was changed" in unknown.text
     assert current() == "ops-good-3"
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
+
+
+def test_rollback_with_a_failed_restore_leaves_the_bot_running(releases):
+    """rollback.yml -e restore_db=true with an unreadable dump: the rescue starts the live release again."""
+    live = current()
+    host_sh(f"echo garbage > /var/backups/psychochauffeur-bot/pre-update/{live}.dump")
+    try:
+        run = run_playbook("rollback", {"restore_db": True})
+    finally:
+        host_sh(f"rm -f /var/backups/psychochauffeur-bot/pre-update/{live}.dump")
+    assert run.rc != 0 and "rollback failed" in run.text, run.text[-3000:]
+    assert current() == live
+    assert host_sh("systemctl is-active psychochauffeur-bot", check=False).stdout.strip() == "active"
+    assert start_reply()

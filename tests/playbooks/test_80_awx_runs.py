@@ -1,8 +1,8 @@
 """Every AWX job template's playbook runs under ansible-runner against a lab host.
 
-The playbook tests run as two sessions side by side (scripts/test_parts.py: playbooks:a on pb1, playbooks:b on
-pb2). This file runs in the first: the playbooks its session ran already (pbhelpers.RUNS) count, the rest run
-here, except the destructive ones that the second session's files run through the same run_playbook()."""
+The playbook tests run as three sessions side by side (scripts/test_parts.py: playbooks:a on pb1, b on pb2,
+c on pb3). This file runs in the first: the playbooks its session ran already (pbhelpers.RUNS) count, the rest
+run here, except the destructive ones that their own test files run through the same run_playbook()."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import yaml
 from pbhelpers import REPO, RUNS, run_playbook
 
 EXTRA = {"diagnose": {"symptom": "database"}}
-# playbook -> the test file of the other session that runs it through run_playbook (ansible-runner)
+# playbook -> the test file (another session's) that runs it through run_playbook (ansible-runner)
 OTHER_SESSION = {
     "update": "test_60_update.py",
     "rollback": "test_60_update.py",
