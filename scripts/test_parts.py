@@ -264,6 +264,10 @@ def main() -> int:
     if args.lab_slots < 1:
         ap.error("--lab-slots must be at least 1")
     LOGS.mkdir(parents=True, exist_ok=True)
+    # SIGINT (Ctrl-C) and SIGTERM (a CI timeout) stop every part cleanly. Set here, not inherited: a shell
+    # starts background jobs with SIGINT ignored, and an ignored SIGINT would be ignored by the parts too.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     runner = Runner(chosen, args.lab_slots, args.tail)
     ok = runner.run()
     table = runner.summary()
