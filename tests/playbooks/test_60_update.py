@@ -65,7 +65,10 @@ def releases(lab_host, tmp_path_factory):
 
 
 def update(version: str, src, **extra):
-    return run_playbook("update", {"bot_version": version, "bot_source_dir": str(src), **extra})
+    """update.yml to `version` built from `src`. This module makes more releases than bot_keep_releases (5):
+    pruning would delete the first release that test_rollback_twice walks back to, so they are all kept."""
+    extravars = {"bot_version": version, "bot_source_dir": str(src), "bot_keep_releases": 20, **extra}
+    return run_playbook("update", extravars)
 
 
 def test_update_happy_path(releases):
