@@ -10,6 +10,7 @@ import time
 import psycopg
 
 from bot.sandbox.client import SandboxClient
+from bot.sandbox.state import SandboxState
 
 state = json.load(open("/run/pc-sandbox.json"))
 client = SandboxClient(state["url"])
@@ -26,7 +27,9 @@ def until(cond, what, timeout=60):
 
 
 if step == "env":
-    env = dict(state["env"])
+    env = dict(state["env"])  # the sandbox keeps its keys out of its state file: these are its defaults
+    env.setdefault("OPENAI_API_KEY", SandboxState.openai_key)
+    env.setdefault("WEATHER_API_KEY", SandboxState.weather_key)
     print(" ".join(f"-E {k}={v}" for k, v in env.items()))
 elif step == "load":
     until(lambda: client.health()["get_updates_calls"] > 0, "the bot polls")
