@@ -82,7 +82,10 @@ class SharedCache:
         except (RedisError, OSError) as exc:
             self.failed("reading from the database instead", exc)
             return None
-        return None if raw is None else json.loads(raw)
+        try:
+            return None if raw is None else json.loads(raw)
+        except ValueError:  # not written by this bot: a miss, the caller reads the database
+            return None
 
     async def set_json(self, key: str, value: Any, ttl: float, only_new: bool = False) -> None:
         """only_new: keep a value already there (a load must not overwrite what a change wrote)."""

@@ -88,6 +88,15 @@ async def test_without_redis_the_quotas_count_in_process_and_say_so(
         redis_server.start()
 
 
+async def test_a_value_this_bot_did_not_write_is_a_miss(redis_server, cache: SharedCache) -> None:
+    redis_server.client().set("psychochauffeur:chat-config:-1", "{not json")
+    assert await cache.get_json("chat-config:-1") is None
+    await cache.set_json("chat-config:-1", {"a": 1}, 60)
+    assert await cache.get_json("chat-config:-1") == {"a": 1}
+    await cache.set_json("chat-config:-1", {"a": 2}, 60, only_new=True)  # a load never overwrites a change
+    assert await cache.get_json("chat-config:-1") == {"a": 1}
+
+
 @pytest.mark.runbook("Performance | Caching (Redis, optional)")
 def test_quotas_survive_a_bot_restart_with_redis(pg_server, sandbox, redis_server, tmp_path: Path) -> None:
     """One /ask a minute; the bot restarts between the two asks. With Redis the second is refused."""
