@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import pytest_asyncio
-from botproc import ADMIN_ID, module_bot, private_sandbox, start_bot
+from botproc import ADMIN_ID, module_bot, private_sandbox, start_bot, unhandled
 
 from bot.cache import RedisQuotas, SharedCache
 from bot.quotas import Quotas
@@ -156,3 +156,24 @@ def test_two_bots_share_quotas_chat_config_and_summaries(pg_server, sandbox, red
         assert "cached" in answer.splitlines()[0], answer
     finally:
         next(bots, None)
+
+
+@pytest.mark.runbook("Performance | Caching (Redis, optional)")
+def test_the_bot_works_on_while_redis_is_down(pg_server, sandbox, redis_server, tmp_path: Path) -> None:
+    """Redis stopped before the bot starts: it starts, says so once, and every cached path falls back."""
+    redis_server.stop()
+    try:
+        bots = module_bot(pg_server, sandbox, tmp_path, ONE_ASK, REDIS_URL=redis_server.url)
+        bot = next(bots)
+        try:
+            bot.wait_log("general.log", lambda r: r["msg"].startswith("redis unavailable"))
+            assert bot.say("/ask one", user_id=9301).startswith("Sandbox answer:")
+            assert bot.say("/ask two", user_id=9301).startswith("🐢 Slow down")  # counted in the process
+            changed = bot.say("/config set gpt_temperature 0.5", chat_id=-9302, user_id=ADMIN_ID)
+            assert changed.startswith("✅"), changed
+            assert "* gpt_temperature = 0.5" in bot.say("/config", chat_id=-9302, user_id=ADMIN_ID)
+            assert unhandled(bot) == []
+        finally:
+            next(bots, None)
+    finally:
+        redis_server.start()
