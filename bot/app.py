@@ -168,7 +168,7 @@ async def post_init(app: Application) -> None:
     env: Env = app.bot_data["env"]
     metrics: Metrics = app.bot_data["metrics"]
     logging.getLogger().addHandler(_ErrorCounter(metrics))
-    db = Database(env.database_url)
+    db = Database(env.database_url, max_size=env.db_pool_size)
     app.bot_data["db"] = db
     app.bot_data["http"] = httpx.AsyncClient(timeout=10, headers={"User-Agent": "psychochauffeur-bot"})
     app.bot_data["openai"] = None
@@ -178,6 +178,8 @@ async def post_init(app: Application) -> None:
         timeout = float(app.bot_data["config"].get("gpt", {}).get("timeout_seconds", 60))
         app.bot_data["openai"] = AsyncOpenAI(api_key=env.openai_api_key, base_url=env.openai_base_url,
                                              timeout=timeout, max_retries=1)
+    if env.redis_url:
+        await _use_redis(app, db)
     await db.open()
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not in the main thread
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, logs.reopen_logs)
@@ -192,6 +194,17 @@ async def post_init(app: Application) -> None:
     log.info("bot @%s started (database %s)", app.bot.username, "up" if db.up else "DOWN")
 
 
+async def _use_redis(app: Application, db: Database) -> None:
+    """REDIS_URL: quotas, chat configs and /analyze summaries in Redis (bot.cache), for every process."""
+    from bot.cache import RedisQuotas, SharedCache
+
+    cache = SharedCache(app.bot_data["env"].redis_url)
+    app.bot_data["redis"] = db.shared = cache
+    app.bot_data["quotas"] = RedisQuotas(app.bot_data["config"]["rate_limits"], cache)
+    if await cache.ping():
+        log.info("redis is up: quotas, chat configs and /analyze summaries are shared")
+
+
 async def post_shutdown(app: Application) -> None:
     _write_metrics_now(app)
     db: Database | None = app.bot_data.get("db")
@@ -203,6 +216,8 @@ async def post_shutdown(app: Application) -> None:
         await client.aclose()
     if app.bot_data.get("openai") is not None:
         await app.bot_data["openai"].close()
+    if app.bot_data.get("redis") is not None:
+        await app.bot_data["redis"].close()
     log.info("bot stopped")
 
 

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 import psycopg_pool
@@ -25,6 +25,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from bot.errors import BotError, classify
+
+if TYPE_CHECKING:
+    from bot.cache import SharedCache
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,8 @@ CONFIG_CACHE_MAX = 10_000  # chats whose config layer is cached; the oldest entr
 MAX_BATCH = 2_000  # messages per transaction
 RETRY_MAX_DELAY = 5.0  # seconds between attempts of a failing writer, at most
 DROP_LOG_INTERVAL = 60.0  # seconds between "buffer full" lines during a long outage
+SHARED_CONFIG_TTL = 3600.0  # seconds a chat-config layer stays in Redis (a change replaces it at once)
+SHARED_ANALYSIS_TTL = 86_400.0  # seconds an /analyze summary stays in Redis (PostgreSQL keeps it longer)
 
 
 # --- migrations (sync) ----------------------------------------------------------------------------
@@ -149,6 +154,7 @@ class Database:
         self._config_loads: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._config_changes = 0  # counts set_chat_config calls: a load older than one is not cached
         self.config_ttl = 30.0
+        self.shared: SharedCache | None = None  # Redis (REDIS_URL): chat configs, summaries for all processes
 
     # lifecycle ------------------------------------------------------------------------------------
 
@@ -235,7 +241,8 @@ class Database:
         except psycopg_pool.PoolTimeout as exc:
             stats = self.pool.get_stats()
             if stats.get("pool_size", 0) >= (self.pool.max_size or 0) and not stats.get("pool_available"):
-                raise BotError("DB003", "connection pool exhausted") from exc
+                raise BotError("DB003", f"connection pool exhausted: all {self.max_size} connections busy for"
+                               f" {self.timeout:g} s; raise BOT_DB_POOL_SIZE (bot_db_pool_size)") from exc
             self._mark_down(str(exc))
             raise BotError("DB001", str(exc)) from exc
         except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolClosed) as exc:
@@ -440,10 +447,14 @@ class Database:
 
     async def _load_chat_config(self, chat_id: int) -> dict[str, Any]:
         changes = self._config_changes
-        async with self.connection() as conn:
-            cur = await conn.execute("SELECT config FROM chats WHERE chat_id = %s", (chat_id,))
-            row = await cur.fetchone()
-        config = row[0] if row and isinstance(row[0], dict) else {}
+        config = await self.shared.get_json(f"chat-config:{chat_id}") if self.shared else None
+        if not isinstance(config, dict):
+            async with self.connection() as conn:
+                cur = await conn.execute("SELECT config FROM chats WHERE chat_id = %s", (chat_id,))
+                row = await cur.fetchone()
+            config = row[0] if row and isinstance(row[0], dict) else {}
+            if self.shared:  # only_new: a change written meanwhile (by any process) wins over this read
+                await self.shared.set_json(f"chat-config:{chat_id}", config, SHARED_CONFIG_TTL, only_new=True)
         if changes == self._config_changes:  # else it may have read the value from before a change
             self._config_cache.pop(chat_id, None)  # re-inserted last: the dict stays oldest first
             self._config_cache[chat_id] = (time.monotonic(), config)
@@ -455,16 +466,19 @@ class Database:
         """Set one chat setting, or remove it (back to the global default) when value is None."""
         async with self.connection() as conn:
             if value is None:
-                await conn.execute(
-                    "UPDATE chats SET config = config - %s, updated_at = now() WHERE chat_id = %s",
-                    (key, chat_id))
+                cur = await conn.execute(
+                    "UPDATE chats SET config = config - %s, updated_at = now() WHERE chat_id = %s"
+                    " RETURNING config", (key, chat_id))
             else:
-                await conn.execute(
+                cur = await conn.execute(
                     "INSERT INTO chats (chat_id, chat_type, config) VALUES (%(c)s, %(t)s, %(cfg)s)"
                     " ON CONFLICT (chat_id) DO UPDATE SET config = chats.config || %(cfg)s,"
-                    " updated_at = now()",
+                    " updated_at = now() RETURNING config",
                     {"c": chat_id, "t": chat_type, "cfg": Jsonb({key: value})},
                 )
+            row = await cur.fetchone()
+        if self.shared:  # the new layer for every process, replacing what any load put there
+            await self.shared.set_json(f"chat-config:{chat_id}", row[0] if row else {}, SHARED_CONFIG_TTL)
         self._config_changes += 1
         self._config_cache.pop(chat_id, None)
         self._config_loads.pop(chat_id, None)  # a load running now may have read the old value
@@ -516,14 +530,22 @@ class Database:
         return rows
 
     async def cached_analysis(self, chat_id: int, period: str, content_hash: str) -> str | None:
+        key = f"analysis:{chat_id}:{period}:{content_hash}"
+        if self.shared and isinstance(summary := await self.shared.get_json(key), str):
+            return summary
         async with self.connection() as conn:
             cur = await conn.execute(
                 "SELECT summary FROM analysis_cache WHERE chat_id = %s AND period = %s AND content_hash = %s",
                 (chat_id, period, content_hash))
             row = await cur.fetchone()
+        if row and self.shared:
+            await self.shared.set_json(key, row[0], SHARED_ANALYSIS_TTL)
         return row[0] if row else None
 
     async def store_analysis(self, chat_id: int, period: str, content_hash: str, summary: str) -> None:
+        if self.shared:
+            await self.shared.set_json(f"analysis:{chat_id}:{period}:{content_hash}", clean_text(summary),
+                                       SHARED_ANALYSIS_TTL)
         async with self.connection() as conn:
             await conn.execute(
                 "INSERT INTO analysis_cache (chat_id, period, content_hash, summary) VALUES (%s, %s, %s, %s)"

@@ -2,6 +2,7 @@
 
 The limits come from `rate_limits` in the global config (0 turns one off). Counts live in memory: a
 restart forgets them, which errs on the generous side and needs no database round trip per message.
+With REDIS_URL set they live in Redis instead (bot.cache.RedisQuotas): kept across restarts, shared.
 Outgoing flood control towards Telegram is PTB's AIORateLimiter, set in bot.app.
 """
 
@@ -65,6 +66,10 @@ class Quotas:
         if len(self._calls) > MAX_KEYS:
             self._forget_idle(now)
         return None
+
+    async def check(self, kind: str, chat_id: int | None, user_id: int | None) -> Refusal | None:
+        """take(), in the form the shared counters (bot.cache.RedisQuotas) need: what features call."""
+        return self.take(kind, chat_id, user_id)
 
     def _forget_idle(self, now: float) -> None:
         idle = [k for k, calls in self._calls.items() if not calls or calls[-1] <= now - WINDOWS[k[1]][0]]

@@ -14,7 +14,7 @@ import re
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
@@ -114,6 +114,34 @@ def _http_url(raw: str) -> str:
 
 HttpURL = Annotated[str, AfterValidator(_http_url)]
 
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(raw: str) -> str:
+    """redis://[:password@]host:port/db, rediss://... or unix:///path.sock?password=...; empty: no Redis."""
+    if not raw:
+        return raw
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a valid Redis URL; expected redis://:password@127.0.0.1:6379/0 or "
+                         "unix:///run/redis/redis-server.sock?password=...") from None
+    if parts.scheme not in _REDIS_SCHEMES:
+        raise ValueError(f"must start with one of {', '.join(s + '://' for s in _REDIS_SCHEMES)}")
+    if parts.scheme == "unix" and not parts.path.startswith("/"):
+        raise ValueError("must name the socket by its absolute path (unix:///run/redis/redis-server.sock)")
+    if parts.scheme != "unix" and (not parts.hostname or port == 0):
+        raise ValueError("must name a host (and a port from 1 to 65535), e.g. redis://127.0.0.1:6379/0")
+    return raw
+
+
+def redis_password(url: str) -> str:
+    """The password of a Redis URL (user-info or ?password=), for the list of values never logged."""
+    parts = urlsplit(url)
+    query = dict(pair.partition("=")[::2] for pair in parts.query.split("&") if pair)
+    return unquote(parts.password or query.get("password") or "")
+
 
 def _stripped(raw: Any) -> Any:
     return raw.strip() if isinstance(raw, str) else raw
@@ -141,6 +169,10 @@ class Env(BaseModel):
     log_dir: Path = Field(default_factory=lambda: Path.cwd() / "logs", alias="BOT_LOG_DIR")
     sandbox: bool = Field(False, alias="BOT_SANDBOX")
     poll_timeout: int = Field(10, ge=0, le=120, alias="BOT_POLL_TIMEOUT")
+    # The runbook's fix for DB003 (connection pool exhausted): more connections. PostgreSQL's
+    # max_connections (100 by default) bounds it for every client together.
+    db_pool_size: int = Field(5, ge=1, le=100, alias="BOT_DB_POOL_SIZE")
+    redis_url: Annotated[Secret, AfterValidator(_redis_url)] = Field("", alias="REDIS_URL")  # empty: no Redis
 
     @field_validator("weather_base_url")
     @classmethod
@@ -170,8 +202,9 @@ class Env(BaseModel):
         password = ""
         if self.database_url:
             password = psycopg.conninfo.conninfo_to_dict(self.database_url).get("password") or ""
-        return [s for s in (self.bot_token, self.openai_api_key, self.weather_api_key, str(password))
-                if len(s) >= 4]
+        secrets = (self.bot_token, self.openai_api_key, self.weather_api_key, str(password),
+                   redis_password(self.redis_url) if self.redis_url else "")
+        return [s for s in secrets if len(s) >= 4]
 
 
 # --- chat layer -----------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 set -euo pipefail
 PACKAGES=(
   debootstrap systemd-container zstd apt-cacher-ng openssh-client iproute2 nftables
-  postgresql-15 postgresql-client-15 rsync cron
+  postgresql-15 postgresql-client-15 rsync cron redis-server
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

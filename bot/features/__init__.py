@@ -104,7 +104,7 @@ async def within_quota(update: Update, context: Context, kind: str, quiet: bool 
     quotas: Quotas | None = context.bot_data.get("quotas")
     chat, user = update.effective_chat, update.effective_user
     chat_id, user_id = (chat.id if chat else None), (user.id if user else None)
-    refusal = quotas.take(kind, chat_id, user_id) if quotas is not None else None
+    refusal = await quotas.check(kind, chat_id, user_id) if quotas is not None else None
     if refusal is None:
         return True
     if refusal.first:

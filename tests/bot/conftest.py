@@ -7,6 +7,8 @@
 - bot_env (function): dict of env vars pointing the bot at the sandbox, the database and a tmp app dir
 - running_bot (function): botproc.Bot, `python -m bot run` polling the sandbox with bot_env
 - bot (module, tests/bot/features/conftest.py): one running bot per feature test module
+- redis_server (session): RedisServer, a real redis-server process (Debian package redis-server) on a free
+  loopback port with a password; .url, .client(), .stop(), .start(); emptied before every test using it
 botproc.py holds the one implementation of running and talking to the bot process.
 """
 
@@ -14,6 +16,10 @@ from __future__ import annotations
 
 import atexit
 import importlib.util
+import shutil
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,6 +64,71 @@ def database_url(pg_server: PgServer) -> Iterator[str]:
     finally:
         pg_server.start()  # a test may have stopped it to simulate an outage
         pg_server.drop_db(name)
+
+
+# ---------------------------------------------------------------- Redis
+
+
+class RedisServer:
+    """redis-server as the role configures it (loopback, requirepass, maxmemory), in a tmp dir."""
+
+    PASSWORD = "test-redis-password-0123"
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        with socket.socket() as probe:  # a free port; redis-server has no "pick one and tell me"
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://:{self.PASSWORD}@127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> RedisServer:
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server is missing: `make deps` installs the Debian package redis-server")
+        self.proc = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(self.port), "--requirepass", self.PASSWORD,
+             "--maxmemory", "32mb", "--maxmemory-policy", "allkeys-lru", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return self
+            except Exception:  # noqa: S110 - refused or still loading while it starts: poll again
+                pass
+            time.sleep(0.02)
+        raise AssertionError(f"redis-server did not answer on port {self.port}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def client(self):  # a synchronous redis.Redis
+        import redis
+
+        return redis.Redis.from_url(self.url, socket_timeout=2, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    atexit.register(server.stop)
+    try:
+        yield server
+    finally:
+        server.stop()
+        atexit.unregister(server.stop)
+
+
+@pytest.fixture(autouse=True)
+def _empty_redis(request: pytest.FixtureRequest) -> None:
+    if "redis_server" in request.fixturenames:
+        request.getfixturevalue("redis_server").start().client().flushall()
 
 
 # ---------------------------------------------------------------- sandbox

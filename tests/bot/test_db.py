@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 import pytest_asyncio
+from botproc import module_bot
 
 from bot.db import Database, migrate, migration_files
 from bot.errors import BotError
@@ -250,3 +251,54 @@ def test_migrations_of_one_run_are_one_transaction(database_url: str, tmp_path, 
     with psycopg.connect(database_url) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
     assert migrate(database_url, check=True) == ["901_first", "902_second"]
+
+
+def _text(item: dict) -> str:
+    return item.get("text") or item["params"].get("text") or ""
+
+
+def _waiting_for_lock(dsn: str, table: str) -> int:
+    """Sessions blocked on a lock of `table`: each holds one of the bot's pool connections while it waits."""
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = %s::regclass",
+                            (table,)).fetchone()[0]
+
+
+@pytest.mark.runbook("Troubleshooting | DB003 connection pool exhausted: raise the pool size")
+@pytest.mark.parametrize(("pool_size", "exhausted"), [("1", True), ("12", False)])
+def test_the_pool_size_setting_decides_whether_a_burst_exhausts_the_pool(
+        pg_server, sandbox, tmp_path, pool_size: str, exhausted: bool) -> None:
+    """A burst of /weather (background handlers, one users query each) while a long transaction locks users:
+    every query holds its pool connection while it waits. Eight of them, plus the message writer, need nine
+    connections: a pool of 1 runs out (DB003 logged, the users told the bot is busy); BOT_DB_POOL_SIZE=12
+    holds them all, so nothing is logged and every user gets the real answer once the lock goes.
+    (A fixed pool of 5, as before the setting, runs out in both cases.)"""
+    users = range(9201, 9209)
+    bots = module_bot(pg_server, sandbox, tmp_path, BOT_DB_POOL_SIZE=pool_size)
+    bot = next(bots)
+    try:
+        after = bot.client.last_sent_id()
+        with psycopg.connect(bot.dsn) as locker:  # the transaction (and the lock) ends with this block
+            locker.execute("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+            for user in users:
+                bot.client.push("/weather", user_id=user)
+            if exhausted:
+                record = bot.wait_log("error.log", lambda r: r.get("code") == "DB003", timeout=30)
+                assert "connection pool exhausted: all 1 connections busy" in record["msg"]
+                assert "raise BOT_DB_POOL_SIZE" in record["msg"]
+            else:
+                deadline = time.monotonic() + 30
+                while _waiting_for_lock(bot.dsn, "users") < len(users) + 1:  # the burst and the writer
+                    assert time.monotonic() < deadline, "the burst never got its connections"
+                    time.sleep(0.05)
+        replies = [_text(bot.client.wait_for(chat_id=user, count=1, timeout=30, after=after)[0])
+                   for user in users]
+        busy = [text for text in replies if text.endswith("(DB003)")]  # "⚠️ The bot is busy right now, ..."
+        db003 = [r for r in bot.records("error.log") if r.get("code") == "DB003"]
+        if exhausted:
+            assert busy and db003
+        else:
+            assert not busy and not db003, (busy, db003)
+            assert all(text.startswith("Tell me a city") for text in replies), replies
+    finally:
+        next(bots, None)

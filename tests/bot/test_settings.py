@@ -57,6 +57,9 @@ def test_env_reads_everything(tmp_path: Path) -> None:
     ("BOT_POLL_TIMEOUT", "soon"), ("BOT_POLL_TIMEOUT", "-1"), ("BOT_POLL_TIMEOUT", "1000"),
     ("TELEGRAM_BASE_URL", "api.telegram.org/bot"), ("OPENAI_BASE_URL", "file:///etc/passwd"),
     ("WEATHER_BASE_URL", "http://"),
+    ("BOT_DB_POOL_SIZE", "0"), ("BOT_DB_POOL_SIZE", "101"), ("BOT_DB_POOL_SIZE", "many"),
+    ("REDIS_URL", "http://127.0.0.1:6379"), ("REDIS_URL", "redis://"), ("REDIS_URL", "redis://h:99999/0"),
+    ("REDIS_URL", "unix://relative.sock"),
 ])
 def test_env_rejects_bad_values_with_app001(name: str, value: str) -> None:
     with pytest.raises(BotError) as info:
@@ -226,3 +229,12 @@ def test_property_any_environment_value_gives_env_or_app001(name: str, value: st
     if name == "BOT_ADMIN_IDS":
         assert all(isinstance(i, int) for i in env.admin_ids)
         assert value.replace(",", "").replace("-", "").strip().isascii()
+
+
+def test_env_pool_size_and_redis_url() -> None:
+    env = Env.from_environ({"BOT_DB_POOL_SIZE": "12", "REDIS_URL": "redis://:p%40ss-word@127.0.0.1:6379/0"})
+    assert env.db_pool_size == 12 and env.secrets() == ["p@ss-word"]  # the Redis password is never logged
+    assert "p%40ss" not in repr(env)
+    assert Env.from_environ({}).db_pool_size == 5 and Env.from_environ({}).redis_url == ""
+    socket = Env.from_environ({"REDIS_URL": "unix:///run/redis/redis-server.sock?password=sock-secret"})
+    assert socket.secrets() == ["sock-secret"]

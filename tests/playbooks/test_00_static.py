@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 
@@ -157,3 +158,44 @@ def test_bot_unit_denies_private_destinations():
     assert [line for line in allowing.splitlines() if line.startswith("IPAddressAllow=")] == [
         "IPAddressAllow=10.0.5.20", "IPAddressAllow=192.168.1.1"]
     assert "IPAddressDeny" not in _bot_unit(bot_ip_deny_private=False)
+
+
+def _ansible(tmp_path, playbook: str, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / "play.yml"
+    path.write_text(playbook)
+    return subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", "localhost,", "-c", "local", str(path), *extra],
+        cwd=REPO, capture_output=True, text=True,
+        env={"PATH": f"{REPO / '.venv/bin'}:/usr/bin:/bin", "ANSIBLE_ROLES_PATH": str(REPO / "roles"),
+             "ANSIBLE_CONFIG": str(REPO / "ansible.cfg")})
+
+
+@pytest.mark.parametrize("bad", [
+    {"redis_password": ""},
+    {"redis_password": "short"},
+    {"redis_password": "has a space in it 0123"},
+    {"redis_bind": ["0.0.0.0"]},
+    {"redis_bind": ["127.0.0.1", "10.0.0.5"]},
+    {"redis_maxmemory": "lots"},
+    {"redis_port": 70000},
+])
+def test_role_redis_refuses_bad_input_before_changing_anything(tmp_path, bad):
+    values = {"redis_password": "a-good-password-0123456"} | bad
+    play = ("- hosts: localhost\n  gather_facts: false\n  roles:\n    - role: redis\n      vars:\n"
+            + "".join(f"        {k}: {json.dumps(v)}\n" for k, v in values.items()))
+    proc = _ansible(tmp_path, play)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, out
+    assert "role redis: redis_password must be set" in out and "Nothing was changed" in out
+    assert "changed=0" in out and "Install redis-server" not in out
+    assert values["redis_password"] not in out or not values["redis_password"]
+
+
+def test_role_bot_derives_redis_url_only_when_redis_is_enabled(tmp_path):
+    defaults = REPO / "roles/bot/defaults/main.yml"
+    play = (f"- hosts: localhost\n  gather_facts: false\n  vars_files: [{defaults}]\n  tasks:\n"
+            "    - ansible.builtin.debug:\n        msg: \"URL=[{{ bot_redis_url | trim }}]\"\n")
+    assert "URL=[]" in _ansible(tmp_path, play).stdout
+    enabled = _ansible(tmp_path, play, "-e", "redis_enabled=true", "-e", "redis_password=p/w@x-0123456789ab",
+                       "-e", "redis_port=6380").stdout
+    assert "URL=[redis://:p%2Fw%40x-0123456789ab@127.0.0.1:6380/0]" in enabled, enabled
