@@ -156,7 +156,7 @@ class Bot:
 
 
 def start_bot(sandbox: Any, dsn: str, app_dir: Path, global_config: dict | None = None,
-              ready_timeout: float = 30, **env_overrides: str) -> Bot:
+              ready_timeout: float = 90, **env_overrides: str) -> Bot:
     """Start `python -m bot run`; return once the bot polls getUpdates (or fail with its output)."""
     app_dir.mkdir(parents=True, exist_ok=True)
     # Feature tests ask more of one user in a minute than the shipped limits allow: no limits here unless
