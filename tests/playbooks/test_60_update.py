@@ -297,7 +297,9 @@ def test_rollback_twice(releases):
         assert run.rc == 0, run.stdout[-3000:]
         head = git(releases["good"], "log", "-1", "--format=%h").strip()
         # only the commit since the live release (ops-good-1 first: its own commit is not repeated)
-        assert changelog(run) == f"{head} {subject}", run.text[-3000:]
+        assert changelog(run).startswith(f"{head} {subject}"), run.text[-3000:]
+        if number > 3:  # the live release was built from this tree by the update before: nothing older
+            assert changelog(run) == f"{head} {subject}", run.text[-3000:]
     history = host_sh("cat /opt/psychochauffeur-bot/release-history").stdout.split()
     assert history[-3:] == ["ops-good-3", "ops-good-4", "ops-good-5"]
     assert run_playbook("rollback").rc == 0
