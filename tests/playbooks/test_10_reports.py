@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from pbhelpers import REPO, run_playbook
+from pbhelpers import REPO, host_sh, run_playbook
 
 REPORTS = REPO / "reports"
 
@@ -48,6 +48,21 @@ def test_outage(lab_host):
     assert sorted((REPORTS / "evidence").glob(f"outage-*-{lab_host}.tar.gz"))
 
 
+def test_outage_restarts_a_unit_stuck_at_its_start_limit(lab_host):
+    """A crash loop ran the unit into systemd's start limit: the quick restart must reset-failed first
+    (a plain restart is refused with "Start request repeated too quickly" and the bot stays down)."""
+    unit = "psychochauffeur-bot"
+    host_sh(f"for i in $(seq 15); do systemctl restart {unit} 2>/dev/null || break; done; true")
+    try:
+        assert host_sh(f"systemctl show -P Result {unit}").stdout.strip() == "start-limit-hit"
+        run = run_playbook("outage")
+        assert run.rc == 0, run.stdout[-3000:]
+        assert host_sh(f"systemctl is-active {unit}", check=False).stdout.strip() == "active"
+        assert "restart + verify | ✅ OK" in _newest("outage")
+    finally:
+        host_sh(f"systemctl reset-failed {unit}; systemctl start {unit}", check=False)
+
+
 def test_logs(lab_host):
     assert run_playbook("logs").rc == 0
     assert "Error patterns" in _newest("logs")
@@ -63,8 +78,6 @@ def test_read_only_checks(lab_host, playbook):
 
 
 def test_security_checks_detect_changed_file(lab_host):
-    from pbhelpers import host_sh
-
     assert run_playbook("security-checks", {"update_baseline": "true"}).rc == 0
     host_sh("echo tampered >> /opt/psychochauffeur-bot/config/global/global_config.json.extra")
     try:

@@ -5,6 +5,7 @@ lost, the previous release answering), a failing second migration, rollback twic
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -53,11 +54,40 @@ def source_tree(
     return src
 
 
+def git(tree, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=ops", "-c", "user.email=ops@example.invalid", *args],
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def commit(tree, subject: str) -> None:
+    """A commit touching the build inputs (the release's .release-log carries its subject)."""
+    (tree / "bot/_ops_changelog_probe.py").write_text(f"# {subject}\n")
+    git(tree, "add", "bot", "pyproject.toml", "README.md", "constraints.txt")
+    git(tree, "commit", "-q", "-m", subject)
+
+
+def reuse_wheelhouse(tree, version: str) -> None:
+    """The tree's wheelhouse (built by its first update) under a new version name, hard-linked: the
+    releases of this module differ in name and commit log, not in code."""
+    cache = tree / ".cache" / "wheelhouse"
+    built = sorted(p for p in cache.glob("*") if (p / "wheelhouse.tar").exists())
+    if built and not (cache / version).exists():
+        shutil.copytree(built[0], cache / version, copy_function=os.link)
+
+
 @pytest.fixture(scope="module")
 def releases(lab_host, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("releases")
+    good = source_tree(tmp, "good")
+    git(good, "init", "-q")
+    commit(good, "ops: first release")
     return {
-        "good": source_tree(tmp, "good"),
+        "good": good,
         "broken": source_tree(tmp, "broken", break_it=True),
         "bad-migration": source_tree(tmp, "bad-migration", bad_migration=True),
         "dies-later": source_tree(tmp, "dies-later", dies_after=4),
@@ -65,10 +95,8 @@ def releases(lab_host, tmp_path_factory):
 
 
 def update(version: str, src, **extra):
-    """update.yml to `version` built from `src`. This module makes more releases than bot_keep_releases (5):
-    pruning would delete the first release that test_rollback_twice walks back to, so they are all kept."""
-    extravars = {"bot_version": version, "bot_source_dir": str(src), "bot_keep_releases": 20, **extra}
-    return run_playbook("update", extravars)
+    """update.yml to `version` built from `src` (pruning keeps the default bot_keep_releases)."""
+    return run_playbook("update", {"bot_version": version, "bot_source_dir": str(src), **extra})
 
 
 def test_update_happy_path(releases):
@@ -124,8 +152,6 @@ def test_update_interrupted_before_switch(releases):
     for line in proc.stdout:
         if "phase 3, upload the release" in line or time.monotonic() > deadline:
             break
-    import os
-
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert current() == before
@@ -212,8 +238,10 @@ def test_broken_release_rolls_back(releases):
     assert run.rc != 0
     assert f"rolled back to {before}" in run.text, run.text[-3000:]
     assert "ROLLBACK FAILED" not in run.text
-    print(f"update.yml to a crash-looping release, start → rolled back and verified: {took:.1f} s;",
-          re.search(r"rolled back to \S+ in [0-9.]+ s", run.text))
+    print(
+        f"update.yml to a crash-looping release, start → rolled back and verified: {took:.1f} s;",
+        re.search(r"rolled back to \S+ in [0-9.]+ s", run.text),
+    )
     assert current() == before
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
     assert psql("select to_regclass('ops_broken_marker') is null") == "t"  # the pre-update dump was restored
@@ -256,24 +284,54 @@ def test_failing_second_migration_leaves_the_schema_as_it_was(releases):
     assert start_reply()
 
 
+def changelog(run) -> str:
+    return re.search(r"changelog: ([^\"\n]*)", run.text).group(1)
+
+
 def test_rollback_twice(releases):
-    assert update("ops-good-3", releases["good"]).rc == 0
+    """Three updates (each prints the commits since the live release), then rollback walks back twice."""
+    for number, subject in ((3, "ops: second change"), (4, "ops: third change"), (5, "ops: fourth change")):
+        commit(releases["good"], subject)
+        reuse_wheelhouse(releases["good"], f"ops-good-{number}")
+        run = update(f"ops-good-{number}", releases["good"])
+        assert run.rc == 0, run.stdout[-3000:]
+        head = git(releases["good"], "log", "-1", "--format=%h").strip()
+        # only the commit since the live release (ops-good-1 first: its own commit is not repeated)
+        assert changelog(run).startswith(f"{head} {subject}"), run.text[-3000:]
+        if number > 3:  # the live release was built from this tree by the update before: nothing older
+            assert changelog(run) == f"{head} {subject}", run.text[-3000:]
     history = host_sh("cat /opt/psychochauffeur-bot/release-history").stdout.split()
-    assert history[-1] == "ops-good-3" and len(history) >= 3
+    assert history[-3:] == ["ops-good-3", "ops-good-4", "ops-good-5"]
     assert run_playbook("rollback").rc == 0
-    assert current() == history[-2]
+    assert current() == "ops-good-4"
     assert run_playbook("rollback").rc == 0
-    assert current() == history[-3]
-    named = run_playbook("rollback", {"release": "ops-good-3"})
-    assert named.rc == 0 and current() == "ops-good-3"
-    again = run_playbook("rollback", {"release": "ops-good-3"})
+    assert current() == "ops-good-3"
+    named = run_playbook("rollback", {"release": "ops-good-5"})
+    assert named.rc == 0 and current() == "ops-good-5"
+    again = run_playbook("rollback", {"release": "ops-good-5"})
     assert again.rc == 0 and again.changed == 0, again.changed_tasks
-    dry = run_playbook("rollback", check=True)  # would go back to history[-2], changes nothing
-    assert dry.rc == 0 and current() == "ops-good-3", dry.stdout[-2000:]
+    dry = run_playbook("rollback", check=True)  # would go back to ops-good-3, changes nothing
+    assert dry.rc == 0 and current() == "ops-good-5", dry.stdout[-2000:]
     unknown = run_playbook("rollback", {"release": "no-such-release"})
     assert unknown.rc != 0 and "nothing was changed" in unknown.text
-    assert current() == "ops-good-3"
+    assert current() == "ops-good-5"
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
+
+
+def test_rollback_skips_history_entries_that_were_pruned(releases):
+    """The history names a release pruning deleted: rollback goes to the newest one still installed."""
+    live = current()
+    history = host_sh("cat /opt/psychochauffeur-bot/release-history").stdout.split()
+    installed = set(host_sh("ls /opt/psychochauffeur-bot/releases").stdout.split())
+    target = [h for h in history[:-1] if h in installed and h != live][-1]
+    host_sh("sed -i '$i ops-pruned-long-ago' /opt/psychochauffeur-bot/release-history")
+    run = run_playbook("rollback")
+    assert run.rc == 0, run.text[-3000:]
+    skipped = re.search(r"not installed any more, skipped: [^\"]*ops-pruned-long-ago", run.text)
+    assert skipped, run.text[-3000:]
+    assert current() == target
+    assert start_reply()
+    assert run_playbook("rollback", {"release": live}).rc == 0 and current() == live
 
 
 def test_rollback_with_a_failed_restore_leaves_the_bot_running(releases):
