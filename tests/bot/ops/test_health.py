@@ -68,6 +68,9 @@ def test_healthy_bot(run_cli, healthy):
     assert text.code == EXIT_CODES[overall] and "[OK      ] database" in text.out
 
 
+@pytest.mark.runbook(
+    "Monitoring | Alert thresholds (error rate, response time; CPU, memory, disk by the same table)"
+)
 @pytest.mark.parametrize("p95_ms, expected", [(1500, "ok"), (3000, "warning"), (6000, "critical")])
 def test_p95_latency_states(run_cli, healthy, metrics, p95_ms, expected):
     metrics(handler_latency_ms={"count": 500, "p50": 200.0, "p95": p95_ms, "max": p95_ms * 1.5})
@@ -76,6 +79,9 @@ def test_p95_latency_states(run_cli, healthy, metrics, p95_ms, expected):
     assert result.code >= EXIT_CODES[expected]
 
 
+@pytest.mark.runbook(
+    "Monitoring | Alert thresholds (error rate, response time; CPU, memory, disk by the same table)"
+)
 @pytest.mark.parametrize("errors, expected", [(1, "ok"), (2, "info"), (3, "warning"), (6, "critical")])
 def test_error_rate_states(run_cli, bot_env, metrics, log, errors, expected):
     metrics()
