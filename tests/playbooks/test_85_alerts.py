@@ -4,6 +4,8 @@ fed real conditions: the bot process frozen with SIGSTOP, the sandbox (fake Bot 
 
 The webhook receiver is a small HTTP server on the lab host (a transient systemd unit) appending every POST
 to a file; the monitor is the real psychochauffeur-monitor.service started by hand, as its timer would.
+Runs last in its session (test_85): stopping the sandbox makes the bot log polling errors, so the host's error
+rate is critical for the next hour and daily.yml, the update gate etc. would see it.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from pbhelpers import host_sh, run_playbook
 
 MONITOR = "psychochauffeur-monitor.service"
 STATE_DIR = "/var/lib/psychochauffeur-monitor"
-RECEIVER_UNIT = "t15-webhook"
-RECEIVED = "/root/t15-webhook.jsonl"
-HOOK_PATH = "/hooks/T000/B000/t15SecretPath"  # a real webhook URL carries its token in the path
+RECEIVER_UNIT = "t85-webhook"
+RECEIVED = "/root/t85-webhook.jsonl"
+HOOK_PATH = "/hooks/T000/B000/t85SecretPath"  # a real webhook URL carries its token in the path
 ALERTING = {
     "monitoring_alert_webhook_url": f"http://127.0.0.1:9099{HOOK_PATH}",
     "monitoring_alert_chat_id": "1001",
@@ -70,7 +72,7 @@ def webhook(lab_host: str) -> Iterator[None]:
         assert first.rc == 0, first.stdout[-4000:]
         second = run_playbook("site", extravars=ALERTING, cmdline="--tags monitoring")
         assert second.rc == 0 and second.changed == 0, second.changed_tasks
-        assert "t15SecretPath" not in first.stdout + second.stdout
+        assert "t85SecretPath" not in first.stdout + second.stdout
         yield
     finally:
         host_sh(f"systemctl stop {RECEIVER_UNIT}", check=False)
@@ -96,7 +98,7 @@ def test_a_frozen_bot_is_critical_and_alerted_at_once(webhook):
     alert = hook["body"]
     assert alert["severity"] == "critical" and alert["event"] == "alert"
     assert any(p.startswith(f"[CRITICAL] process: pid {pid} is stopped") for p in alert["problems"]), alert
-    assert "t15SecretPath" not in "\n".join(journal)
+    assert "t85SecretPath" not in "\n".join(journal)
 
 
 @pytest.mark.runbook("Monitoring | Critical: external API failures > 50%")
