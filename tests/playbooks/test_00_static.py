@@ -183,3 +183,19 @@ def test_site_refuses_an_inventory_without_alerting(inventory):
     assert "Gathering Facts" not in out
     recap = out.split("PLAY RECAP")[-1]
     assert "changed=0" in recap and "unreachable=0" in recap and "failed=1" in recap
+
+
+def test_site_refuses_a_malformed_webhook_without_printing_it():
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", "inventories/production", "playbooks/site.yml",
+         "-e", "monitoring_alert_webhook_url=ftp://hooks.example.org/secretTokenPart"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode != 0, out
+    assert "monitoring_alert_webhook_url must be an http(s) URL (e.g. https://hooks.example.org/" in out
+    assert "secretTokenPart" not in out
+    assert "Gathering Facts" not in out and "changed=0" in out.split("PLAY RECAP")[-1]
