@@ -161,4 +161,3 @@ def test_bot_unit_denies_private_destinations():
     assert [line for line in allowing.splitlines() if line.startswith("IPAddressAllow=")] == [
         "IPAddressAllow=10.0.5.20", "IPAddressAllow=192.168.1.1"]
     assert "IPAddressDeny" not in _bot_unit(bot_ip_deny_private=False)
-
