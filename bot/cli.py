@@ -90,16 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
         "health check with the runbook thresholds (exit 0 ok, 1 warning, 2 critical)",
         "Check the bot process (systemd unit psychochauffeur-bot, else the pid in data/metrics.json), the "
         "database, the Bot API (getMe), disk free %, memory %, CPU %, the error rate of the last hour, the "
-        "last update's age and the handler p95 latency.\n"
+        "last update's age, the handler p95 latency, OpenAI and the weather API (each configured one).\n"
         "Thresholds (runbook): CPU >70% info, >80% warning; memory >80% warning, >90% critical; disk free "
         "<30% warning, <20% critical; error rate >1% info, >2% warning, >5% critical; p95 >2 s warning, "
-        ">5 s critical.\nExit 0 ok (or info), 1 warning, 2 critical.",
+        ">5 s critical; external API failures >0% warning, >50% critical; bot process stopped or not "
+        "rewriting its metrics for 90 s (hung) critical.\nExit 0 ok (or info), 1 warning, 2 critical.",
         json_parent,
     )
     p.add_argument(
         "--comprehensive",
         action="store_true",
-        help="also check OpenAI and the weather API and print database statistics",
+        help="also print database statistics",
     )
 
     p = _add(

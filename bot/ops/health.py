@@ -19,7 +19,8 @@ from bot.settings import Env
 
 HTTP_TIMEOUT_S = 5
 ERROR_WINDOW = timedelta(hours=1)
-# metrics.json is rewritten every 15 s; six missed writes means the process is alive but not working.
+# metrics.json is rewritten every 15 s; six missed writes means the process is alive but not working: hung
+# ("Application down/unresponsive", critical).
 STALE_METRICS_S = 90
 # A bot process must have started before it wrote started_at; more than this later means the pid was reused.
 PID_START_SLACK_S = 5
@@ -50,6 +51,9 @@ THRESHOLDS: dict[str, Threshold] = {
     "error_rate_percent": Threshold("%", info=1, warning=2, critical=5),
     # "95th percentile should be < 2 seconds" (warning above), "Response time > 5 seconds" (critical here)
     "handler_p95_seconds": Threshold("s", info=None, warning=2, critical=5),
+    # "External API failures > 50%" (critical) over the configured external APIs (OpenAI, weather). The
+    # runbook names no warning level: any failing API below that share is a warning (degraded service).
+    "external_api_failure_percent": Threshold("%", info=None, warning=0, critical=50),
 }
 
 
@@ -124,11 +128,16 @@ def check_process(env: Env, metrics: dict[str, Any] | None, now: datetime) -> Ch
             return Check("process", "critical",
                          f"bot not running: pid {main_pid} from metrics.json is gone "
                          f"(file last written {written_age} s ago)", details=details)  # fmt: skip
-    if written_age is None or written_age > STALE_METRICS_S:
-        return Check("process", "warning",
-                     f"pid {main_pid} alive but {path.name} not rewritten for {written_age} s: "
-                     "the bot may be hung",
+    state = system.process_state(int(main_pid)) if str(main_pid).isdigit() else None
+    if state in ("T", "t"):
+        return Check("process", "critical",
+                     f"pid {main_pid} is stopped (state {state}: SIGSTOP or a debugger): it neither "
+                     f"polls nor answers; `kill -CONT {main_pid}` or restart the service",
                      details=details)  # fmt: skip
+    if written_age is None or written_age > STALE_METRICS_S:
+        return Check("process", "critical",
+                     f"pid {main_pid} alive but {path.name} not rewritten for {written_age} s: the bot is "
+                     "hung (not polling, not answering); restart the service", details=details)  # fmt: skip
     uptime = _age_s(metrics.get("started_at"), now)
     return Check("process", "ok", f"running, pid {main_pid}, up {uptime} s ({details['source']})",
                  details={**details, "uptime_s": uptime})  # fmt: skip
@@ -297,7 +306,8 @@ def check_weather(env: Env) -> Check:
 
 
 def _grade_api(name: str, resp: requests.Response | None, err: str) -> Check:
-    """One external API is degraded service, not an outage: failures are warnings."""
+    """One external API is degraded service, not an outage: its own failure is a warning (external_apis
+    turns the share of failing APIs into the runbook's critical level)."""
     if resp is None:
         return Check(name, "warning", f"{err} (API003)")
     code = resp.status_code
@@ -309,6 +319,19 @@ def _grade_api(name: str, resp: requests.Response | None, err: str) -> Check:
         return Check(name, "warning", f"service error (HTTP {code}, API003)")
     ms = round(resp.elapsed.total_seconds() * 1000, 1)
     return Check(name, "ok", f"reachable (HTTP {code}) in {ms} ms", value=ms)
+
+
+def check_external_apis(api_checks: list[Check]) -> Check:
+    """Runbook "External API failures > 50%": the share of the configured external APIs whose probe failed."""
+    configured = [c for c in api_checks if c.status != "info"]  # info = not configured
+    if not configured:
+        return Check("external_apis", "ok", "no external API configured", value=0.0)
+    failed = [c.name for c in configured if c.status != "ok"]
+    share = round(100.0 * len(failed) / len(configured), 1)
+    names = ", ".join(failed) if failed else "none"
+    return Check("external_apis", grade("external_api_failure_percent", share),
+                 f"{share}% failing ({len(failed)} of {len(configured)}: {names})", value=share,
+                 details={"failed": failed, "configured": [c.name for c in configured]})  # fmt: skip
 
 
 def check_db_stats(conn: psycopg.Connection | None) -> Check:
@@ -341,9 +364,11 @@ def health(env: Env, comprehensive: bool = False, cpu_interval: float = 0.5) -> 
         check_last_update(metrics, now),
         check_polling(metrics, now),
     ]
+    api_checks = [check_openai(env), check_weather(env)]
+    checks += [*api_checks, check_external_apis(api_checks)]
     try:
         if comprehensive:
-            checks += [check_openai(env), check_weather(env), check_db_stats(conn)]
+            checks.append(check_db_stats(conn))
     finally:
         if conn is not None:
             conn.close()

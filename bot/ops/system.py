@@ -63,11 +63,16 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     # A zombie still answers kill(0) but is not running.
+    state = process_state(pid)
+    return state is not None and state != "Z"
+
+
+def process_state(pid: int) -> str | None:
+    """The process state letter of /proc/PID/stat (R, S, D, T stopped, t traced, Z, ...); None if gone."""
     try:
-        state = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
+        return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
 
 
 def process_start_epoch(pid: int) -> float | None:

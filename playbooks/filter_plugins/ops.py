@@ -22,6 +22,7 @@ CHECK_UNITS = {
     "last_update": " s",
     "openai": " ms",
     "weather": " ms",
+    "external_apis": "% failing",
 }
 CHECK_METRICS = {
     "disk": "disk_free_percent",
@@ -29,6 +30,7 @@ CHECK_METRICS = {
     "cpu": "cpu_percent",
     "error_rate": "error_rate_percent",
     "latency": "handler_p95_seconds",
+    "external_apis": "external_api_failure_percent",
 }
 
 

@@ -94,6 +94,10 @@ def test_health_rows():
         }
     ]
     assert ops.ops_health_check(health) == {"name": "health", "status": "WARNING", "detail": "85% used"}
+    apis = {"name": "external_apis", "status": "critical", "summary": "100.0% failing", "value": 100.0}
+    thresholds = {"external_api_failure_percent": {"warning": 0, "critical": 50, "higher_is_worse": True}}
+    (row,) = ops.ops_figures({"checks": [apis], "thresholds": thresholds})
+    assert (row["unit"], row["warn"], row["crit"], row["status"]) == ("% failing", 0, 50, "CRITICAL")
     assert ops.ops_checks(None)[0]["status"] == "CRITICAL"
 
 

@@ -7,7 +7,10 @@ that the exit code is the one the reported statuses imply.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,6 +18,15 @@ import pytest
 
 from bot.ops.health import THRESHOLDS, grade
 from bot.ops.report import EXIT_CODES, worst
+from bot.sandbox.server import SandboxServer
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting until {what}")
+        time.sleep(0.2)
 
 
 @pytest.fixture
@@ -56,6 +68,9 @@ def test_healthy_bot(run_cli, healthy):
     assert text.code == EXIT_CODES[overall] and "[OK      ] database" in text.out
 
 
+@pytest.mark.runbook(
+    "Monitoring | Alert thresholds (error rate, response time; CPU, memory, disk by the same table)"
+)
 @pytest.mark.parametrize("p95_ms, expected", [(1500, "ok"), (3000, "warning"), (6000, "critical")])
 def test_p95_latency_states(run_cli, healthy, metrics, p95_ms, expected):
     metrics(handler_latency_ms={"count": 500, "p50": 200.0, "p95": p95_ms, "max": p95_ms * 1.5})
@@ -64,6 +79,9 @@ def test_p95_latency_states(run_cli, healthy, metrics, p95_ms, expected):
     assert result.code >= EXIT_CODES[expected]
 
 
+@pytest.mark.runbook(
+    "Monitoring | Alert thresholds (error rate, response time; CPU, memory, disk by the same table)"
+)
 @pytest.mark.parametrize("errors, expected", [(1, "ok"), (2, "info"), (3, "warning"), (6, "critical")])
 def test_error_rate_states(run_cli, bot_env, metrics, log, errors, expected):
     metrics()
@@ -135,10 +153,32 @@ def test_reused_pid_is_not_the_bot(run_cli, healthy, metrics):
     assert statuses["process"] == "critical"
 
 
-def test_stale_metrics_warn(run_cli, healthy, metrics):
+def test_stale_metrics_mean_a_hung_bot_which_is_critical(run_cli, healthy, metrics):
     metrics(written_at=(datetime.now(UTC) - timedelta(minutes=10)).isoformat())
     result, statuses = health(run_cli, healthy)
-    assert statuses["process"] == "warning" and result.code >= 1
+    assert statuses["process"] == "critical" and result.code == 2
+    process = next(c for c in result.json()["checks"] if c["name"] == "process")
+    assert "hung" in process["summary"]
+
+
+@pytest.mark.runbook("Monitoring | Critical: application down/unresponsive (hung bot)")
+def test_a_frozen_bot_process_is_critical(run_cli, running_bot):
+    """The real bot process, frozen with SIGSTOP: alive but neither polling nor answering."""
+    env = running_bot.env
+    metrics_file = running_bot.app_dir / "data" / "metrics.json"
+    wait_until(metrics_file.exists, "the bot writes metrics.json")
+    _, statuses = health(run_cli, env)
+    assert statuses["process"] == "ok"
+    running_bot.proc.send_signal(signal.SIGSTOP)
+    try:
+        result, statuses = health(run_cli, env)
+        process = next(c for c in result.json()["checks"] if c["name"] == "process")
+        assert statuses["process"] == "critical" and result.code == 2
+        assert f"pid {running_bot.proc.pid} is stopped" in process["summary"]
+    finally:
+        running_bot.proc.send_signal(signal.SIGCONT)
+    _, statuses = health(run_cli, env)
+    assert statuses["process"] == "ok"
 
 
 def test_bad_token_is_critical_and_not_printed(run_cli, healthy):
@@ -186,15 +226,46 @@ def test_missing_app_dir_is_critical(run_cli, healthy, tmp_path):
     assert statuses["disk"] == "critical" and statuses["process"] == "critical"
 
 
-def test_comprehensive_adds_external_apis_and_db_stats(run_cli, healthy):
-    result, statuses = health(run_cli, healthy, "--comprehensive")
-    assert statuses["openai"] == "ok" and statuses["weather"] == "ok" and statuses["db_stats"] == "ok"
-    bad_key = {**healthy, "WEATHER_API_KEY": "wrong-key"}
-    _, statuses = health(run_cli, bad_key, "--comprehensive")
-    assert statuses["weather"] == "warning"
+def test_external_apis_are_checked_by_default_and_comprehensive_adds_db_stats(run_cli, healthy):
+    result, statuses = health(run_cli, healthy)
+    assert statuses["openai"] == "ok" and statuses["weather"] == "ok" and statuses["external_apis"] == "ok"
+    assert "db_stats" not in statuses
+    _, statuses = health(run_cli, healthy, "--comprehensive")
+    assert statuses["db_stats"] == "ok"
     unconfigured = {k: v for k, v in healthy.items() if k != "OPENAI_API_KEY"}
-    _, statuses = health(run_cli, unconfigured, "--comprehensive")
-    assert statuses["openai"] == "info"
+    result, statuses = health(run_cli, unconfigured)
+    assert statuses["openai"] == "info" and statuses["external_apis"] == "ok"
+    apis = next(c for c in result.json()["checks"] if c["name"] == "external_apis")
+    assert apis["details"]["configured"] == ["weather"]
+
+
+@pytest.fixture
+def own_sandbox():
+    """A sandbox of this test only (fake OpenAI and weather), so the test can stop it."""
+    server = SandboxServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.runbook("Monitoring | Critical: external API failures > 50%")
+def test_external_api_failures_over_half_are_critical(run_cli, healthy, own_sandbox):
+    env = {**healthy, **{k: v for k, v in own_sandbox.env.items() if k.startswith(("OPENAI_", "WEATHER_"))}}
+    _, statuses = health(run_cli, env)
+    assert statuses["external_apis"] == "ok"
+    # one of two APIs refuses its key: 50 % failing is not > 50 %: a warning
+    result, statuses = health(run_cli, {**env, "WEATHER_API_KEY": "wrong-key"})
+    assert statuses["weather"] == "warning" and statuses["external_apis"] == "warning"
+    apis = next(c for c in result.json()["checks"] if c["name"] == "external_apis")
+    assert apis["value"] == 50.0 and apis["details"]["failed"] == ["weather"]
+    # the API server is down: both fail, 100 %: critical
+    own_sandbox.stop()
+    result, statuses = health(run_cli, env)
+    assert statuses["openai"] == statuses["weather"] == "warning"
+    assert statuses["external_apis"] == "critical" and result.code == 2
+    apis = next(c for c in result.json()["checks"] if c["name"] == "external_apis")
+    assert apis["value"] == 100.0 and apis["summary"].startswith("100.0% failing (2 of 2")
 
 
 @pytest.mark.parametrize(
@@ -209,6 +280,8 @@ def test_comprehensive_adds_external_apis_and_db_stats(run_cli, healthy):
         ("error_rate_percent", 2.5, "warning"), ("error_rate_percent", 5.1, "critical"),
         ("handler_p95_seconds", 2.0, "ok"), ("handler_p95_seconds", 2.1, "warning"),
         ("handler_p95_seconds", 5.1, "critical"),
+        ("external_api_failure_percent", 0.0, "ok"), ("external_api_failure_percent", 50.0, "warning"),
+        ("external_api_failure_percent", 50.1, "critical"),
     ],
 )  # fmt: skip
 def test_runbook_thresholds(metric, value, expected):

@@ -4,6 +4,8 @@
 POST/GET /bot<token>/<method> -> {"ok": true, "result": {...}}; each call appended as one JSON line
 {"token", "method", "params"} to the log file. Tokens must look like Telegram's (<digits>:<35 chars>),
 otherwise 401 like the real API; chat_id -1 is a chat the bot never saw (400 chat not found, as Telegram).
+Also the alert webhook: POST /hooks/<anything> -> 200, recorded as {"webhook": path, "body": JSON};
+/hooks/down/... answers 503 (a receiver that refuses).
 """
 
 import json
@@ -42,6 +44,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802
         raw = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        path = urlsplit(self.path).path
+        if path.startswith("/hooks/down/"):
+            self._answer(503, {"error": "receiver down"})
+            return
+        if path.startswith("/hooks/"):
+            with open(self.server.log_path, "a") as f:  # type: ignore[attr-defined]
+                f.write(json.dumps({"webhook": path, "body": json.loads(raw or b"{}")}) + "\n")
+            self._answer(200, {"ok": True})
+            return
         if self.headers.get("Content-Type", "").startswith("application/json"):
             params = json.loads(raw or b"{}")
         else:
