@@ -157,3 +157,44 @@ def test_bot_unit_denies_private_destinations():
     assert [line for line in allowing.splitlines() if line.startswith("IPAddressAllow=")] == [
         "IPAddressAllow=10.0.5.20", "IPAddressAllow=192.168.1.1"]
     assert "IPAddressDeny" not in _bot_unit(bot_ip_deny_private=False)
+
+
+def _list_tasks(playbook: str, tags: str) -> list[str]:
+    """`ansible-playbook --list-tasks --tags TAGS`: the task lines it would run (role and name)."""
+    proc = subprocess.run(
+        [
+            str(REPO / ".venv/bin/ansible-playbook"),
+            "--list-tasks",
+            "--tags",
+            tags,
+            "-i",
+            "localhost,",
+            f"playbooks/{playbook}.yml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # argument spec validation is tagged `always`: it runs with any tag, for every role
+    lines = [line.strip() for line in proc.stdout.splitlines() if "TAGS: [" in line]
+    return [line for line in lines if not line.startswith("play #") and "always" not in line]
+
+
+def test_documented_tags_select_their_tasks():
+    """harden.yml documents --tags permissions (and ssh, sysctl, firewall); site.yml tags roles by name."""
+    areas = {
+        "permissions": "Application file permissions",
+        "ssh": "SSH daemon",
+        "sysctl": "Kernel network parameters",
+        "firewall": "Firewall (nftables)",
+    }
+    for area, name in areas.items():
+        tasks = _list_tasks("harden", area)
+        assert len(tasks) == 1 and name in tasks[0], (area, tasks)
+    bot = _list_tasks("site", "bot")
+    assert any(t.startswith("bot : ") for t in bot), bot
+    assert all(t.startswith("bot : ") or "Verify the bot answers" in t for t in bot), bot
+    for role in ("base", "postgresql", "logrotate", "backup", "monitoring"):
+        tasks = _list_tasks("site", role)
+        assert tasks and all(t.startswith(f"{role} : ") for t in tasks), (role, tasks)
