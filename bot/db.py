@@ -39,6 +39,7 @@ CONFIG_CACHE_MAX = 10_000  # chats whose config layer is cached; the oldest entr
 MAX_BATCH = 2_000  # messages per transaction
 RETRY_MAX_DELAY = 5.0  # seconds between attempts of a failing writer, at most
 DROP_LOG_INTERVAL = 60.0  # seconds between "buffer full" lines during a long outage
+SLOW_QUERY_MS = 1_000  # a connection held longer is logged as slow_query (runbook: grep slow_query)
 
 
 # --- migrations (sync) ----------------------------------------------------------------------------
@@ -231,7 +232,9 @@ class Database:
             raise BotError("DB001", "database is unavailable")
         try:
             async with self.pool.connection() as conn:
+                started = time.monotonic()
                 yield conn
+                _log_if_slow(started)
         except psycopg_pool.PoolTimeout as exc:
             stats = self.pool.get_stats()
             if stats.get("pool_size", 0) >= (self.pool.max_size or 0) and not stats.get("pool_available"):
@@ -558,6 +561,20 @@ class Database:
                 " AND (%s::bigint IS NULL OR chat_id = %s) GROUP BY code ORDER BY count(*) DESC, code",
                 (since, chat_id, chat_id))
             return {code: n for code, n in await cur.fetchall()}
+
+
+def _log_if_slow(started: float) -> None:
+    """A `slow_query` line naming the function that held the connection (the caller of connection())."""
+    ms = (time.monotonic() - started) * 1000
+    if ms < SLOW_QUERY_MS:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_name == "connection" or "contextlib" in frame.f_code.co_filename
+    ):
+        frame = frame.f_back
+    log.warning("slow_query: %s held a database connection for %d ms (threshold %d ms)",
+                frame.f_code.co_name if frame else "?", ms, SLOW_QUERY_MS)
 
 
 def _columns(rows: list[dict[str, Any]], *keys: str) -> list[list[Any]]:

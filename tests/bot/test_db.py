@@ -250,3 +250,18 @@ def test_migrations_of_one_run_are_one_transaction(database_url: str, tmp_path, 
     with psycopg.connect(database_url) as conn:
         assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
     assert migrate(database_url, check=True) == ["901_first", "902_second"]
+
+
+async def test_a_slow_query_is_logged_as_slow_query_with_its_caller(database: Database, caplog) -> None:
+    """The runbook greps general.log for slow_query: a call holding its connection too long is one."""
+
+    async def hold_for(seconds: float) -> None:
+        async with database.connection() as conn:
+            await conn.execute("SELECT pg_sleep(%s)", (seconds,))
+
+    await hold_for(0.01)
+    assert not [r for r in caplog.records if "slow_query" in r.getMessage()]
+    await hold_for(1.1)
+    slow = [r.getMessage() for r in caplog.records if "slow_query" in r.getMessage()]
+    assert len(slow) == 1, slow
+    assert slow[0].startswith("slow_query: hold_for held a database connection for 1"), slow

@@ -72,6 +72,7 @@ def test_history_align():
     assert ops.ops_history_align("a\nb\n", "c", "b") == ["a", "b", "c"]
 
 
+@pytest.mark.runbook("Monitoring | Key metrics and alert thresholds")
 def test_health_rows():
     health = {
         "status": "warning",
@@ -181,6 +182,7 @@ def _list_tasks(playbook: str, tags: str) -> list[str]:
     return [line for line in lines if not line.startswith("play #") and "always" not in line]
 
 
+@pytest.mark.runbook("Operations | Documented tags (site.yml: one per role; harden.yml: one per area)")
 def test_documented_tags_select_their_tasks():
     """harden.yml documents --tags permissions (and ssh, sysctl, firewall); site.yml tags roles by name."""
     areas = {

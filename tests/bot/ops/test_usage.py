@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 from psycopg.types.json import Jsonb
 
 BOT_ID = 999000
@@ -45,6 +46,7 @@ def _seed(dsn: str) -> None:
         _msg(conn, -200, 4, "old talk", "20 days")
 
 
+@pytest.mark.runbook("Weekly | 3. Performance review (full report) with active users, command usage, trends")
 def test_usage_counts_active_users_commands_and_trends(run_cli, db_env):
     _seed(db_env["DATABASE_URL"])
     run = run_cli({**db_env, "BOT_TOKEN": TOKEN}, "--json", "usage", "--days", "7")
@@ -66,6 +68,7 @@ def test_usage_counts_active_users_commands_and_trends(run_cli, db_env):
     assert [c["chat_id"] for c in data["silent_configured_chats"]] == [-200]
 
 
+@pytest.mark.runbook("Monthly | 2. Full performance analysis: the month's trend and the previous 30 days")
 def test_usage_buckets_show_the_trend_within_the_period(run_cli, db_env):
     _seed(db_env["DATABASE_URL"])
     run = run_cli({**db_env, "BOT_TOKEN": TOKEN}, "--json", "usage", "--days", "28", "--buckets", "4")
