@@ -18,15 +18,16 @@ def _newest(kind: str):
     return files[-1].read_text()
 
 
-ANALYZED_SQL = "SELECT coalesce(last_analyze, 'epoch') FROM pg_stat_user_tables"
+ANALYZED_SQL = "SELECT coalesce(extract(epoch FROM last_analyze), 0) FROM pg_stat_user_tables"
 USAGE_CHAT, SILENT_CHAT = -4243, -4242
 USAGE_SEED = f"""
 INSERT INTO messages (chat_id, message_id, user_id, text, timestamp) VALUES
   ({USAGE_CHAT}, 900001, 7001, '/fidelityprobe a', now() - interval '1 day'),
   ({USAGE_CHAT}, 900002, 7002, '/fidelityprobe@PsychoBot b', now() - interval '2 days'),
   ({USAGE_CHAT}, 900003, 7003, '/FidelityProbe', now() - interval '3 days'),
-  ({USAGE_CHAT}, 900004, 7001, '/fidelityprobe', now() - interval '40 days');
-INSERT INTO chats (chat_id, chat_type, config) VALUES ({SILENT_CHAT}, 'group', '{{"gpt_enabled": false}}');
+  ({USAGE_CHAT}, 900004, 7001, '/fidelityprobe', now() - interval '40 days') ON CONFLICT DO NOTHING;
+INSERT INTO chats (chat_id, chat_type, config) VALUES ({SILENT_CHAT}, 'group', '{{"gpt_enabled": false}}')
+  ON CONFLICT DO NOTHING;
 """
 
 
@@ -34,7 +35,7 @@ INSERT INTO chats (chat_id, chat_type, config) VALUES ({SILENT_CHAT}, 'group', '
 def planted_usage(lab_host):
     """Commands of three users this week and one 40 days ago, and a chat configured but silent (its
     configuration is its own, it has no messages): what the weekly and monthly usage figures must show."""
-    psql(USAGE_SEED)
+    psql(" ".join(USAGE_SEED.split()))  # one line for psql -c
     yield
     psql(f"DELETE FROM messages WHERE chat_id = {USAGE_CHAT}")
     psql(f"DELETE FROM chats WHERE chat_id = {SILENT_CHAT}")
@@ -75,7 +76,7 @@ def test_scheduled_reports(lab_host, planted_usage, kind):
         assert "by_part_of_the_period" not in text
     if kind == "monthly":
         assert "messages_timestamp_idx" in psql("SELECT indexname FROM pg_indexes")
-        assert psql(f"{ANALYZED_SQL} WHERE relname = 'messages'") > analyzed
+        assert float(psql(f"{ANALYZED_SQL} WHERE relname = 'messages'")) > float(analyzed)
         assert "indexes created: messages_timestamp_idx" in text
         assert "/fidelityprobe: 3 uses by 3 user(s), previous period 1" in text  # against the 30 days before
         assert "Trends over the month (4 parts of the last 30 days)" in text
@@ -161,7 +162,7 @@ def test_logs(lab_host, planted_logs):
     run = run_playbook("logs", {"user_id": "7777001"})
     assert run.rc == 0, run.stdout[-3000:]
     text = _newest("logs")
-    assert "     3 ERROR DB002 fidelity planted error" in _section(text, "Error patterns")
+    assert "3 ERROR DB002 fidelity planted error" in _section(text, "Error patterns")
     assert "slow_query: fidelity_probe held" in _section(text, "Slow queries (grep slow_query")
     user = _section(text, "Lines of user 7777001")
     assert "fidelity line of 7777001" in user and "7777002" not in user

@@ -9,7 +9,10 @@ CONFIG = "/opt/psychochauffeur-bot/config/global/global_config.json"
 
 
 APP = "/opt/psychochauffeur-bot"
-STAT_SQL = "SELECT coalesce(last_vacuum, 'epoch'), coalesce(last_analyze, 'epoch') FROM pg_stat_user_tables"
+STAT_SQL = (
+    "SELECT coalesce(extract(epoch FROM last_vacuum), 0), coalesce(extract(epoch FROM last_analyze), 0)"
+    " FROM pg_stat_user_tables"
+)
 INDEXES_SQL = "SELECT string_agg(indexname, ',') FROM pg_indexes WHERE schemaname = 'public'"
 
 
@@ -31,8 +34,8 @@ def test_db_maintenance_has_its_effects(lab_host):
         indexes = psql(INDEXES_SQL).split(",")
         assert "messages_timestamp_idx" in indexes and "fidelity_unused_idx" not in indexes
         assert psql("SELECT string_agg(text, ',') FROM messages WHERE chat_id = -4244") == "new"
-        vacuumed, analyzed = psql(f"{STAT_SQL} WHERE relname = 'messages'").split("|")
-        old_vacuum, old_analyze = before.split("|")
+        vacuumed, analyzed = map(float, psql(f"{STAT_SQL} WHERE relname = 'messages'").split("|"))
+        old_vacuum, old_analyze = map(float, before.split("|"))
         assert vacuumed > old_vacuum and analyzed > old_analyze, (before, vacuumed, analyzed)
     finally:
         psql("DROP INDEX IF EXISTS fidelity_unused_idx")
@@ -50,7 +53,7 @@ def test_harden_permissions_tag_corrects_bad_modes(lab_host):
     )
     try:
         run = run_playbook("harden", cmdline="--tags permissions")
-        assert run.rc == 0 and run.changed >= 3, run.stdout[-3000:]
+        assert run.rc == 0 and run.changed >= 2, run.stdout[-3000:]  # the pattern and the secret modes
         assert all("ssh" not in t.lower() and "firewall" not in t.lower() for t in run.changed_tasks)
         modes = host_sh(
             f"stat -L -c %a {APP}/config/fidelity_probe.py {APP}/config/fidelity_probe.sh {APP}/.env"
