@@ -200,3 +200,21 @@ def test_documented_tags_select_their_tasks():
     for role in ("base", "postgresql", "logrotate", "backup", "monitoring"):
         tasks = _list_tasks("site", role)
         assert tasks and all(t.startswith(f"{role} : ") for t in tasks), (role, tasks)
+
+
+def test_usage_rows():
+    """`psychochauffeur usage` in a report: a failed run is a WARNING with its error, a trend note INFO."""
+    failed = ops.ops_usage_check({"rc": 1, "data": {}, "error": "database unreachable (DB001): refused"})
+    assert failed["status"] == "WARNING" and failed["detail"] == "database unreachable (DB001): refused"
+    trend = {"current": 4, "previous": 2, "change_percent": 100.0}
+    data = {
+        "trends": {"active_users": trend, "commands": trend, "errors": trend},
+        "active_users": {"daily_average": 1.5},
+        "top_commands": [{"command": "weather", "uses": 4}],
+        "notes": ["command usage up 100.0% (2 -> 4)"],
+    }
+    row = ops.ops_usage_check({"rc": 0, "data": data})
+    assert row["status"] == "INFO" and "top /weather 4" in row["detail"]
+    assert row["detail"].endswith("command usage up 100.0% (2 -> 4)")
+    assert ops.ops_usage_check({"rc": 0, "data": {**data, "notes": []}})["status"] == "OK"
+    assert ops.ops_usage_summary({"error": "x"}) == {"error": "x"}
