@@ -244,6 +244,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(
         sub,
+        "usage",
+        "active users, command usage and trends (from the stored messages)",
+        "Business metrics of the runbook from the database: active users (daily average and peak, last 7 "
+        "days, the period), the most used commands, error events, each compared with the previous period of "
+        "the same length (change in percent), the period cut into --buckets parts (trend within it) and the "
+        "chats that have their own configuration but sent nothing in the period.",
+        json_parent,
+    )
+    p.add_argument("--days", type=int, default=7, help="length of the period in days (default 7)")
+    p.add_argument("--buckets", type=int, default=1, help="equal parts of the period to compare (default 1)")
+
+    p = _add(
+        sub,
         "admins",
         "the bot admins (BOT_ADMIN_IDS) and, with --chats, group chat admins",
         "List BOT_ADMIN_IDS (with names when the users table knows them). --chats also asks the Bot API "
@@ -271,7 +284,7 @@ def _run_bot(env: Env) -> Result:
 
 
 def dispatch(args: argparse.Namespace) -> Result:
-    from bot.ops import audit, config, dbadmin, health, perf
+    from bot.ops import audit, config, dbadmin, health, perf, usage
 
     env = _load_env()
     dsn = env.database_url
@@ -318,6 +331,8 @@ def dispatch(args: argparse.Namespace) -> Result:
         return config.show(env)
     if args.command == "admins":
         return config.admins(env, args.chats)
+    if args.command == "usage":
+        return usage.usage(env, args.days, args.buckets)
     raise OpsError(f"unknown command {args.command!r}", exit_code=2)  # argparse rejects these first
 
 

@@ -45,6 +45,8 @@ DROP_LOG_INTERVAL = 60.0  # seconds between "buffer full" lines during a long ou
 SHARED_CONFIG_TTL = 3600.0  # seconds a chat-config layer stays in Redis (a change replaces it at once)
 SHARED_ANALYSIS_TTL = 86_400.0  # seconds an /analyze summary stays in Redis (PostgreSQL keeps it longer)
 
+SLOW_QUERY_MS = 1_000  # a connection held longer is logged as slow_query (runbook: grep slow_query)
+
 
 # --- migrations (sync) ----------------------------------------------------------------------------
 
@@ -237,7 +239,9 @@ class Database:
             raise BotError("DB001", "database is unavailable")
         try:
             async with self.pool.connection() as conn:
+                started = time.monotonic()
                 yield conn
+                _log_if_slow(started)
         except psycopg_pool.PoolTimeout as exc:
             stats = self.pool.get_stats()
             if stats.get("pool_size", 0) >= (self.pool.max_size or 0) and not stats.get("pool_available"):
@@ -580,6 +584,20 @@ class Database:
                 " AND (%s::bigint IS NULL OR chat_id = %s) GROUP BY code ORDER BY count(*) DESC, code",
                 (since, chat_id, chat_id))
             return {code: n for code, n in await cur.fetchall()}
+
+
+def _log_if_slow(started: float) -> None:
+    """A `slow_query` line naming the function that held the connection (the caller of connection())."""
+    ms = (time.monotonic() - started) * 1000
+    if ms < SLOW_QUERY_MS:
+        return
+    frame = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_name == "connection" or "contextlib" in frame.f_code.co_filename
+    ):
+        frame = frame.f_back
+    log.warning("slow_query: %s held a database connection for %d ms (threshold %d ms)",
+                frame.f_code.co_name if frame else "?", ms, SLOW_QUERY_MS)
 
 
 def _columns(rows: list[dict[str, Any]], *keys: str) -> list[list[Any]]:

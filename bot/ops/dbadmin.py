@@ -83,7 +83,7 @@ def _public_tables(conn: psycopg.Connection) -> list[str]:
     return [r[0] for r in rows]
 
 
-def _require_tables(conn: psycopg.Connection, tables: list[str]) -> None:
+def require_tables(conn: psycopg.Connection, tables: list[str]) -> None:
     missing = [
         t for t in tables if conn.execute("SELECT to_regclass(%s)", (f"public.{t}",)).fetchone()[0] is None
     ]
@@ -439,7 +439,7 @@ def ping(conn: psycopg.Connection, n: int) -> dict[str, float]:
 def truncate(dsn: str | None, older_than: str, dry_run: bool) -> Result:
     delta = parse_duration(older_than)  # validated before touching the DB
     with connect(dsn, autocommit=False) as conn:
-        _require_tables(conn, list(RETENTION_TABLES))
+        require_tables(conn, list(RETENTION_TABLES))
         cutoff = conn.execute("SELECT now() - %s::interval", (delta,)).fetchone()[0]
         counts: dict[str, int] = {}
         for table, column in RETENTION_TABLES.items():

@@ -186,6 +186,53 @@ def ops_sections(results: list[dict]) -> list[dict]:
     return sections
 
 
+def ops_usage_check(usage: dict | None, name: str = "active users and command usage") -> dict:
+    """One report row from the `psychochauffeur usage --json` CLI result: INFO when a trend needs a look."""
+    usage = usage or {}
+    data = usage.get("data") or {}
+    if usage.get("rc") not in (0, None) or "trends" not in data:
+        return {"name": name, "status": "WARNING", "detail": usage.get("error") or "no usage output"}
+    trends, users = data["trends"], data.get("active_users", {})
+    top = ", ".join(f"/{c['command']} {c['uses']}" for c in data.get("top_commands", [])[:3]) or "none"
+
+    def change(key: str) -> str:
+        t = trends[key]
+        pct = t.get("change_percent")
+        return f"{t['current']} (previous {t['previous']}{'' if pct is None else f', {pct:+.1f}%'})"
+
+    detail = (
+        f"active users {change('active_users')}, daily average {users.get('daily_average')}; "
+        f"commands {change('commands')}, top {top}; error events {change('errors')}"
+    )
+    notes = data.get("notes") or []
+    return {"name": name, "status": "INFO" if notes else "OK", "detail": "; ".join([detail, *notes])}
+
+
+def ops_usage_summary(data: dict | None, trend: bool = False) -> dict:
+    """The report section of `psychochauffeur usage --json`: figures against the previous period, top
+    commands, notes; with trend=True also the period's parts (trend within the period)."""
+    data = data or {}
+    if "trends" not in data:
+        return {"error": data.get("error", "no usage output")}
+    summary: dict[str, Any] = {
+        "period": f"{data['period']['start']} .. {data['period']['end']}",
+        "active_users": data["active_users"],
+        "against_previous_period": data["trends"],
+        "top_commands": [
+            f"/{c['command']}: {c['uses']} uses by {c['users']} user(s), previous period {c['previous_uses']}"
+            for c in data.get("top_commands", [])
+        ],
+        "notes": data.get("notes", []),
+    }
+    if trend:
+        summary["by_part_of_the_period"] = [
+            f"from {b['start']}: {b['messages']} messages, {b['active_users']} active users, "
+            f"{b['commands']} commands, {b['errors']} error events"
+            for b in data.get("buckets", [])
+        ]
+    return summary
+
+
 class FilterModule:
     """Ansible entry point."""
 
@@ -201,4 +248,6 @@ class FilterModule:
             "ops_health_check": ops_health_check,
             "ops_audit_check": ops_audit_check,
             "ops_sections": ops_sections,
+            "ops_usage_check": ops_usage_check,
+            "ops_usage_summary": ops_usage_summary,
         }

@@ -302,3 +302,17 @@ def test_the_pool_size_setting_decides_whether_a_burst_exhausts_the_pool(
             assert all(text.startswith("Tell me a city") for text in replies), replies
     finally:
         next(bots, None)
+
+async def test_a_slow_query_is_logged_as_slow_query_with_its_caller(database: Database, caplog) -> None:
+    """The runbook greps general.log for slow_query: a call holding its connection too long is one."""
+
+    async def hold_for(seconds: float) -> None:
+        async with database.connection() as conn:
+            await conn.execute("SELECT pg_sleep(%s)", (seconds,))
+
+    await hold_for(0.01)
+    assert not [r for r in caplog.records if "slow_query" in r.getMessage()]
+    await hold_for(1.1)
+    slow = [r.getMessage() for r in caplog.records if "slow_query" in r.getMessage()]
+    assert len(slow) == 1, slow
+    assert slow[0].startswith("slow_query: hold_for held a database connection for 1"), slow

@@ -203,3 +203,62 @@ def test_role_bot_derives_redis_url_only_when_redis_is_enabled(tmp_path):
     enabled = _ansible(tmp_path, play, "-e", "redis_enabled=true", "-e", "redis_password=p/w@x-0123456789ab",
                        "-e", "redis_port=6380").stdout
     assert "URL=[redis://:p%2Fw%40x-0123456789ab@127.0.0.1:6380/0]" in enabled, enabled
+
+def _list_tasks(playbook: str, tags: str) -> list[str]:
+    """`ansible-playbook --list-tasks --tags TAGS`: the task lines it would run (role and name)."""
+    proc = subprocess.run(
+        [
+            str(REPO / ".venv/bin/ansible-playbook"),
+            "--list-tasks",
+            "--tags",
+            tags,
+            "-i",
+            "localhost,",
+            f"playbooks/{playbook}.yml",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # argument spec validation is tagged `always`: it runs with any tag, for every role
+    lines = [line.strip() for line in proc.stdout.splitlines() if "TAGS: [" in line]
+    return [line for line in lines if not line.startswith("play #") and "always" not in line]
+
+
+@pytest.mark.runbook("Operations | Documented tags (site.yml: one per role; harden.yml: one per area)")
+def test_documented_tags_select_their_tasks():
+    """harden.yml documents --tags permissions (and ssh, sysctl, firewall); site.yml tags roles by name."""
+    areas = {
+        "permissions": "Application file permissions",
+        "ssh": "SSH daemon",
+        "sysctl": "Kernel network parameters",
+        "firewall": "Firewall (nftables)",
+    }
+    for area, name in areas.items():
+        tasks = _list_tasks("harden", area)
+        assert len(tasks) == 1 and name in tasks[0], (area, tasks)
+    bot = _list_tasks("site", "bot")
+    assert any(t.startswith("bot : ") for t in bot), bot
+    assert all(t.startswith("bot : ") or "Verify the bot answers" in t for t in bot), bot
+    for role in ("base", "postgresql", "logrotate", "backup", "monitoring"):
+        tasks = _list_tasks("site", role)
+        assert tasks and all(t.startswith(f"{role} : ") for t in tasks), (role, tasks)
+
+
+def test_usage_rows():
+    """`psychochauffeur usage` in a report: a failed run is a WARNING with its error, a trend note INFO."""
+    failed = ops.ops_usage_check({"rc": 1, "data": {}, "error": "database unreachable (DB001): refused"})
+    assert failed["status"] == "WARNING" and failed["detail"] == "database unreachable (DB001): refused"
+    trend = {"current": 4, "previous": 2, "change_percent": 100.0}
+    data = {
+        "trends": {"active_users": trend, "commands": trend, "errors": trend},
+        "active_users": {"daily_average": 1.5},
+        "top_commands": [{"command": "weather", "uses": 4}],
+        "notes": ["command usage up 100.0% (2 -> 4)"],
+    }
+    row = ops.ops_usage_check({"rc": 0, "data": data})
+    assert row["status"] == "INFO" and "top /weather 4" in row["detail"]
+    assert row["detail"].endswith("command usage up 100.0% (2 -> 4)")
+    assert ops.ops_usage_check({"rc": 0, "data": {**data, "notes": []}})["status"] == "OK"
+    assert ops.ops_usage_summary({"error": "x"}) == {"error": "x"}

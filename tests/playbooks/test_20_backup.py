@@ -9,12 +9,15 @@ from pbhelpers import host_sh, run_playbook
 DIR = "/var/backups/psychochauffeur-bot"
 
 
+@pytest.mark.runbook("Backups | Daily / weekly backup on demand")
 def test_backup_then_verify(lab_host):
     assert run_playbook("backup").rc == 0
     run = run_playbook("verify-backup")
     assert run.rc == 0, run.stdout[-3000:]
 
 
+@pytest.mark.runbook("Backups | Verify backup integrity")
+@pytest.mark.runbook("Data recovery | Refuse a dump that fails verification")
 @pytest.mark.parametrize("corruption", ["flip", "truncate", "empty"])
 def test_corrupt_dump_fails_verification(lab_host, corruption):
     assert run_playbook("backup", {"kinds": "weekly"}).rc == 0

@@ -3,11 +3,69 @@
 from __future__ import annotations
 
 import pytest
-from pbhelpers import host_sh, run_playbook
+from pbhelpers import host_sh, psql, run_playbook
 
 CONFIG = "/opt/psychochauffeur-bot/config/global/global_config.json"
 
 
+APP = "/opt/psychochauffeur-bot"
+STAT_SQL = (
+    "SELECT coalesce(extract(epoch FROM last_vacuum), 0), coalesce(extract(epoch FROM last_analyze), 0)"
+    " FROM pg_stat_user_tables"
+)
+INDEXES_SQL = "SELECT string_agg(indexname, ',') FROM pg_indexes WHERE schemaname = 'public'"
+
+
+@pytest.mark.runbook("Database maintenance | Vacuum, analyze, create/cleanup indexes, old data")
+@pytest.mark.runbook("Performance | Query optimisation, index management")
+def test_db_maintenance_has_its_effects(lab_host):
+    """The real conditions: an expected index missing, an unused ad-hoc index, a message older than 30 days;
+    db-maintenance.yml recreates the one, drops the other, deletes the old row, and vacuums/analyzes."""
+    before = psql(f"{STAT_SQL} WHERE relname = 'messages'")
+    psql("DROP INDEX IF EXISTS messages_timestamp_idx")
+    psql("CREATE INDEX IF NOT EXISTS fidelity_unused_idx ON users (city)")
+    psql(
+        "INSERT INTO messages (chat_id, message_id, user_id, text, timestamp) VALUES"
+        " (-4244, 1, 7101, 'old', now() - interval '40 days'), (-4244, 2, 7101, 'new', now())"
+    )
+    try:
+        run = run_playbook("db-maintenance", {"older_than": "30d", "ops_drop_unused_indexes": True})
+        assert run.rc == 0, run.stdout[-3000:]
+        indexes = psql(INDEXES_SQL).split(",")
+        assert "messages_timestamp_idx" in indexes and "fidelity_unused_idx" not in indexes
+        assert psql("SELECT string_agg(text, ',') FROM messages WHERE chat_id = -4244") == "new"
+        vacuumed, analyzed = map(float, psql(f"{STAT_SQL} WHERE relname = 'messages'").split("|"))
+        old_vacuum, old_analyze = map(float, before.split("|"))
+        assert vacuumed > old_vacuum and analyzed > old_analyze, (before, vacuumed, analyzed)
+    finally:
+        psql("DROP INDEX IF EXISTS fidelity_unused_idx")
+        psql("DELETE FROM messages WHERE chat_id = -4244")
+
+
+@pytest.mark.runbook("Operations | Documented tags (site.yml: one per role; harden.yml: one per area)")
+@pytest.mark.runbook("Security | Security hardening (file permissions, config secrets; --tags permissions)")
+def test_harden_permissions_tag_corrects_bad_modes(lab_host):
+    """The documented `--tags permissions` (the runbook's chmods) puts back modes an operator got wrong, and
+    only those: the other areas' tasks do not run."""
+    host_sh(
+        f"install -m 0666 /dev/null {APP}/config/fidelity_probe.py && install -m 0600 /dev/null"
+        f" {APP}/config/fidelity_probe.sh && chmod 0644 $(readlink -f {APP}/.env)"
+    )
+    try:
+        run = run_playbook("harden", cmdline="--tags permissions")
+        assert run.rc == 0 and run.changed >= 2, run.stdout[-3000:]  # the pattern and the secret modes
+        assert all("ssh" not in t.lower() and "firewall" not in t.lower() for t in run.changed_tasks)
+        modes = host_sh(
+            f"stat -L -c %a {APP}/config/fidelity_probe.py {APP}/config/fidelity_probe.sh {APP}/.env"
+        ).stdout.split()
+        assert modes == ["644", "755", "600"]
+        again = run_playbook("harden", cmdline="--tags permissions")
+        assert again.rc == 0 and again.changed == 0, again.changed_tasks
+    finally:
+        host_sh(f"rm -f {APP}/config/fidelity_probe.py {APP}/config/fidelity_probe.sh")
+
+
+@pytest.mark.runbook("Database maintenance | Vacuum, analyze, create/cleanup indexes, old data")
 @pytest.mark.parametrize("playbook", ["db-maintenance", "harden"])
 def test_second_run_changes_nothing(lab_host, playbook):
     assert run_playbook(playbook).rc == 0
@@ -38,6 +96,8 @@ def test_check_mode_is_safe(lab_host):
         assert _host_state() == before, playbook
 
 
+@pytest.mark.runbook("Config recovery | Restore configuration from backup")
+@pytest.mark.runbook("Config recovery | Regenerate default configuration")
 def test_config_reset_and_restore(lab_host):
     is_default = (
         "/opt/psychochauffeur-bot/current/venv/bin/python -c 'import json, sys;"

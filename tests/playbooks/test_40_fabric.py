@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import queue
 import subprocess
+import threading
+import time
 
-from pbhelpers import REPO
+import pytest
+from pbhelpers import REPO, host_sh
 
 FAB = str(REPO / ".venv/bin/fab")
 
@@ -13,6 +17,7 @@ def fab(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([FAB, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.runbook("Monitoring | Monitoring commands (status, tail -f logs)")
 def test_status_logs_health_restart(lab_host):
     status = fab("status", "--limit", lab_host)
     assert (
@@ -28,10 +33,46 @@ def test_status_logs_health_restart(lab_host):
     assert restart.returncode == 0 and restart.stdout.strip().endswith("active")
 
 
-def test_follow_needs_one_host(lab_host):
-    assert fab("logs", "--follow", "--limit", "nosuchhost").returncode == 2
+def test_follow_needs_one_host(tmp_path):
+    """Two known hosts: the one-host check itself refuses (an unknown host would fail earlier, elsewhere)."""
+    inventory = tmp_path / "two.yml"
+    inventory.write_text(
+        "bot_hosts:\n  hosts:\n    one: {ansible_host: 192.0.2.1}\n    two: {ansible_host: 192.0.2.2}\n"
+    )
+    run = fab("logs", "--follow", "--inventory", str(inventory))
+    assert run.returncode == 2 and "--follow needs exactly one host (use --limit); selected: one, two" in (
+        run.stdout + run.stderr
+    )
 
 
+@pytest.mark.runbook("Monitoring | Monitoring commands (status, tail -f logs)")
+def test_logs_follow_shows_lines_written_after_it_started(lab_host):
+    """runbook: tail -f logs/general.log. A line written after `fab logs --follow` started shows up."""
+    proc = subprocess.Popen(
+        [FAB, "logs", "--follow", "--lines", "0", "--limit", lab_host],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    try:
+        marker = f"fidelity-follow-{time.time_ns()}"
+        deadline = time.monotonic() + 60
+        seen = ""
+        while marker not in seen and time.monotonic() < deadline:
+            # again until tail -F has the file open and prints it
+            host_sh(f"echo {marker} >> /opt/psychochauffeur-bot/logs/general.log")
+            try:
+                seen += lines.get(timeout=2)
+            except queue.Empty:
+                continue
+        assert marker in seen, seen
+        assert proc.poll() is None  # still following
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.runbook("Operations | Every procedure by name (Fabric, ansible-runner)")
 def test_run_procedure(lab_host):
     run = fab("run", "diagnose", "--extra", "symptom=memory", "--limit", lab_host)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

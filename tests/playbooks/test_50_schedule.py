@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
 from pbhelpers import HOST, REPO, run_playbook
 
 
+@pytest.mark.runbook("Daily | Schedule (cron on the control node)")
 def test_cron_entries_rendered_and_runnable(lab_host, tmp_path):
     cron = tmp_path / "cron.d-psychochauffeur-ops"
     extravars = {

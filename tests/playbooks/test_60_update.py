@@ -99,6 +99,8 @@ def update(version: str, src, **extra):
     return run_playbook("update", {"bot_version": version, "bot_source_dir": str(src), **extra})
 
 
+@pytest.mark.runbook("Update | Update process (deploy → deps → tests → stop → backup → migrate → start → verify; stop → start is one command, `roles/bot/files/go_live.sh`)")  # noqa: E501
+@pytest.mark.runbook("Update | Pre-update checklist (backup DB, disk, health)")
 def test_update_happy_path(releases):
     before = current()
     run = update("ops-good-1", releases["good"])
@@ -113,6 +115,7 @@ def test_update_happy_path(releases):
     assert again.rc == 0 and again.changed == 0, again.changed_tasks
 
 
+@pytest.mark.runbook("Update | Pre-checks refuse: the failing checks with their figures, nothing changed")
 def test_update_gate_names_the_failing_check_and_its_figure(releases):
     """A stopped bot makes health critical: the gate names the check and why, with health's disk figure."""
     host_sh("systemctl stop psychochauffeur-bot")
@@ -130,6 +133,7 @@ def test_update_gate_names_the_failing_check_and_its_figure(releases):
     assert current() != "ops-good-gate"
 
 
+@pytest.mark.runbook("Update | Interrupted before the switch → current unchanged")
 def test_update_interrupted_before_switch(releases):
     before = current()
     proc = subprocess.Popen(
@@ -222,6 +226,7 @@ def kept_messages() -> set[str]:
     return set(psql("SELECT text FROM messages WHERE chat_id BETWEEN -4443 AND -4343").split())
 
 
+@pytest.mark.runbook("Update | Failed verification → automatic rollback (dump after the stop, reset-failed, previous release verified)")  # noqa: E501
 def test_broken_release_rolls_back(releases):
     """Crash at start + a migration: rollback restores the dump, resets the start limit, the previous release
     answers, and no message stored before the rollback is lost (the dump is taken after the stop)."""
@@ -272,6 +277,7 @@ def test_messages_the_failed_release_stored_survive_the_restore(releases):
     assert start_reply()
 
 
+@pytest.mark.runbook("Update | A failing migration leaves the schema as it was (one transaction)")
 def test_failing_second_migration_leaves_the_schema_as_it_was(releases):
     """Migrations 1 of 2 succeeds, 2 of 2 fails: the update rolls back with the schema unchanged."""
     before = current()
@@ -288,6 +294,8 @@ def changelog(run) -> str:
     return re.search(r"changelog: ([^\"\n]*)", run.text).group(1)
 
 
+@pytest.mark.runbook("Update | Test run: smoke tests of the new release against the live DB (read-only) before the stop; changelog since the live release printed (`bot_go_live_changelog`)")  # noqa: E501
+@pytest.mark.runbook("Rollback | Rollback process (previous or named release)")
 def test_rollback_twice(releases):
     """Three updates (each prints the commits since the live release), then rollback walks back twice."""
     for number, subject in ((3, "ops: second change"), (4, "ops: third change"), (5, "ops: fourth change")):
@@ -318,6 +326,7 @@ def test_rollback_twice(releases):
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
 
 
+@pytest.mark.runbook("Rollback | A pruned release in the history is skipped: the newest one still installed")
 def test_rollback_skips_history_entries_that_were_pruned(releases):
     """The history names a release pruning deleted: rollback goes to the newest one still installed."""
     live = current()
@@ -334,6 +343,7 @@ def test_rollback_skips_history_entries_that_were_pruned(releases):
     assert run_playbook("rollback", {"release": live}).rc == 0 and current() == live
 
 
+@pytest.mark.runbook("Rollback | A failed restore → the release that was live runs again (rescue)")
 def test_rollback_with_a_failed_restore_leaves_the_bot_running(releases):
     """rollback.yml -e restore_db=true with an unreadable dump: the rescue starts the live release again."""
     live = current()
@@ -345,4 +355,23 @@ def test_rollback_with_a_failed_restore_leaves_the_bot_running(releases):
     assert run.rc != 0 and "rollback failed" in run.text, run.text[-3000:]
     assert current() == live
     assert host_sh("systemctl is-active psychochauffeur-bot", check=False).stdout.strip() == "active"
+    assert start_reply()
+
+
+@pytest.mark.runbook("Rollback | Rollback with the database restore (-e restore_db=true)")
+def test_rollback_with_db_restore_puts_back_the_database_of_before_the_update(releases):
+    """runbook: restore the database if needed. rollback.yml -e restore_db=true restores the dump
+    update.yml took before the live release went live: a row written after the update is gone, the
+    previous release runs."""
+    before = current()
+    assert update("ops-good-restore-1", releases["good"]).rc == 0
+    psql(
+        "INSERT INTO messages (chat_id, message_id, user_id, text)"
+        " VALUES (-4545, 1, 7201, 'written-after-the-update')"
+    )
+    run = run_playbook("rollback", {"restore_db": True})
+    assert run.rc == 0, run.text[-3000:]
+    assert current() == before
+    assert psql("SELECT count(*) FROM messages WHERE chat_id = -4545") == "0"  # the dump of before the update
+    assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
     assert start_reply()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pbhelpers import psql, run_playbook
 
 
@@ -13,6 +14,7 @@ def _seed() -> None:
     psql("INSERT INTO users(user_id, username) VALUES (4242, 'opsrestore') ON CONFLICT DO NOTHING")
 
 
+@pytest.mark.runbook("Data recovery | Restore from latest backup")
 def test_restore_whole_database(lab_host):
     _seed()
     assert run_playbook("backup", {"kinds": "weekly"}).rc == 0
@@ -24,6 +26,7 @@ def test_restore_whole_database(lab_host):
     assert psql("SELECT count(*) FROM users WHERE user_id = 4242") == "1"
 
 
+@pytest.mark.runbook("Data recovery | Restore specific tables")
 def test_restore_single_table(lab_host):
     _seed()
     assert run_playbook("backup", {"kinds": "weekly"}).rc == 0

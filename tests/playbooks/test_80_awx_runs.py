@@ -6,6 +6,7 @@ run here, except the destructive ones that their own test files run through the 
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from pbhelpers import REPO, RUNS, run_playbook
 
@@ -25,6 +26,7 @@ def test_destructive_playbooks_run_in_the_other_session():
         assert f'run_playbook("{name}"' in text, f"{test_file} no longer runs {name}.yml: run it here again"
 
 
+@pytest.mark.runbook("Operations | Every AWX job template runs under ansible-runner")
 def test_every_job_template_ran_under_ansible_runner(lab_host):
     data = yaml.safe_load((REPO / "awx/controller.yml").read_text())
     for template in data["controller_templates"]:

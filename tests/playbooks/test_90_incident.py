@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tarfile
 
+import pytest
 from pbhelpers import REPO, host_sh, run_playbook
 
 
@@ -13,6 +14,7 @@ def test_incident_needs_confirmation(lab_host):
     assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
 
 
+@pytest.mark.runbook("Security | Incident response: isolate, preserve evidence")
 def test_incident_isolates_and_preserves_evidence(lab_host):
     run = run_playbook("incident", {"confirm": "yes"})
     assert run.rc == 0, run.stdout[-3000:]

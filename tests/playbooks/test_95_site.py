@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from pbhelpers import host_sh, run_playbook, start_reply
 from test_60_update import current, source_tree
 
@@ -17,6 +18,7 @@ def unit_state() -> str:
     return host_sh("systemctl show --property=ActiveState --value psychochauffeur-bot").stdout.strip()
 
 
+@pytest.mark.runbook("Update | site.yml changes the live release only through the same guarded path")
 def test_site_puts_a_new_release_live_only_through_the_guarded_path(lab_host, tmp_path):
     before = current()
     broken = source_tree(tmp_path, "broken", break_it=True)
@@ -26,6 +28,7 @@ def test_site_puts_a_new_release_live_only_through_the_guarded_path(lab_host, tm
     assert start_reply()
 
 
+@pytest.mark.runbook("Update | site.yml ends verified; re-running it recovers a unit at its start limit")
 def test_site_fails_when_the_token_is_refused_and_recovers_after_the_start_limit(lab_host):
     run = run_playbook("site", {"bot_token": REFUSED_TOKEN})
     assert run.rc != 0 and "verification failed" in run.text, run.text[-3000:]

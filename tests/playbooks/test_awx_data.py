@@ -51,6 +51,7 @@ def test_keys_are_module_options(key):
         assert not unknown, f"{key} {item['name']}: not options of awx.awx.{MODULES[key]}: {unknown}"
 
 
+@pytest.mark.runbook("Daily | Schedule (AWX)")
 def test_schedules():
     names = {t["name"] for t in DATA["controller_templates"]}
     for schedule in DATA["controller_schedules"]:
@@ -62,6 +63,7 @@ def test_schedules():
     }
 
 
+@pytest.mark.runbook("Update | Workflow update → verify → rollback (AWX)")
 def test_update_workflow_graph():
     names = {t["name"] for t in DATA["controller_templates"]}
     (workflow,) = DATA["controller_workflows"]

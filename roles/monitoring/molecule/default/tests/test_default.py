@@ -107,6 +107,7 @@ def test_healthy_run_logs_ok_and_sends_nothing(host, fresh):
 @pytest.mark.runbook(
     "Monitoring | Alert routing: critical at once (webhook, admin chat), warnings in a daily digest"
 )
+@pytest.mark.runbook("Monitoring | Alert routing: critical at once (webhook, admin chat), warnings in a daily digest")  # noqa: E501
 def test_alert_lifecycle(host, fresh):
     # warning: journal at warning priority, queued for the digest, nothing sent now
     result, messages = run_unit(host, "warning")
@@ -166,6 +167,7 @@ def test_alert_lifecycle(host, fresh):
 @pytest.mark.runbook(
     "Monitoring | Alert routing: critical at once (webhook, admin chat), warnings in a daily digest"
 )
+@pytest.mark.runbook("Monitoring | Alert routing: critical at once (webhook, admin chat), warnings in a daily digest")  # noqa: E501
 def test_critical_reaches_the_webhook_when_telegram_refuses(host, fresh):
     """The webhook does not depend on the bot's token or Telegram: a refused sendMessage does not stop it."""
     webhook = f"http://127.0.0.1:8081{WEBHOOK_PATH}"
