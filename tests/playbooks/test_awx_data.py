@@ -76,9 +76,9 @@ def _task_args(module: str) -> set[str]:
     return set(task[f"awx.awx.{module}"])
 
 
-OBJECTS = [
-    (key, MODULES[key], item) for key in sorted(MODULES) for item in DATA[key]
-] + [("schedules from schedule_jobs", "schedule", s) for s in SCHEDULES]
+OBJECTS = [(key, MODULES[key], item) for key in sorted(MODULES) for item in DATA[key]] + [
+    ("schedules from schedule_jobs", "schedule", s) for s in SCHEDULES
+]
 
 
 @pytest.mark.parametrize(
