@@ -70,9 +70,10 @@ def test_verify_finds_no_errors(host):
 @pytest.mark.runbook("Backups | Verify backup integrity")
 def test_verify_detects_a_corrupted_backup_file(host):
     """pgbackrest verify (playbooks/verify-backup.yml runs it) fails on a backup file changed later."""
-    label = info(host)["backup"][-1]["label"]
-    target = host.check_output(
-        f"find /var/lib/pgbackrest/backup/{STANZA}/{label}/pg_data -type f -size +8k | sort | head -n 1"
+    label = next(b["label"] for b in info(host)["backup"] if b["type"] == "full")
+    target = host.check_output(  # the largest file of the full backup
+        f"find /var/lib/pgbackrest/backup/{STANZA}/{label}/pg_data -type f -printf '%s %p\\n'"
+        " | sort -n | tail -n 1 | cut -d' ' -f2-"
     )
     assert target, "no backup file to corrupt"
     host.run_expect([0], f"cp -p {target} /root/pristine")
