@@ -35,3 +35,19 @@ def test_reports_and_build_need_no_sudo_on_the_control_node(lab_host, tmp_path):
     assert daily["verdict"][HOST] in report.read_text()
     site = run_playbook("site", check=True, extra_inventories=[str(inventory)])
     assert site.rc == 0, site.text[-3000:]
+
+
+@pytest.mark.runbook("Operations | Reports survive the job; no sudo on the control node")
+def test_schedule_needs_no_sudo_on_the_control_node(lab_host, tmp_path):
+    inventory = tmp_path / "no-sudo.yml"
+    inventory.write_text(NO_SUDO)
+    extravars = {
+        "schedule_data_dir": str(tmp_path / "data"),
+        "schedule_log_dir": str(tmp_path / "log"),
+        "schedule_wrapper_path": str(tmp_path / "psychochauffeur-ops-run"),
+        "schedule_cron_file": str(tmp_path / "cron"),
+        "schedule_install_cron": False,
+    }
+    run = run_playbook("schedule", extravars, limit="", extra_inventories=[str(inventory)])
+    assert run.rc == 0, run.text[-3000:]
+    assert "psychochauffeur-ops daily" in (tmp_path / "cron").read_text()

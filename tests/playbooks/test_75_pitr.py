@@ -56,3 +56,26 @@ def test_bad_target_time_changes_nothing(lab_host, target_time, error):
     assert "nothing was changed" in run.text
     assert _present(C)
     assert _bot_pid() == pid  # the bot was never stopped
+
+
+@pytest.mark.runbook("Backups | Verify backup integrity")
+def test_verify_backup_fails_on_a_corrupted_pgbackrest_file(lab_host):
+    """verify-backup.yml runs pgbackrest check and verify; a backup file changed after the backup fails it
+    (pgBackRest 2.45's verify exits 0 even then: the playbook reads its summary)."""
+    assert run_playbook("backup").rc == 0
+    good = run_playbook("verify-backup")
+    assert good.rc == 0, good.text[-3000:]
+    assert "pgBackRest stanza psychochauffeur checked and verified" in good.text
+    newest_full = "ls -d /var/lib/pgbackrest/backup/psychochauffeur/*F | tail -n 1"
+    target = host_sh(
+        f"find $({newest_full})/pg_data -type f -printf '%s %p\\n' | sort -n | tail -n 1 | cut -d' ' -f2-"
+    ).stdout.strip()
+    host_sh(f"cp -p {target} /root/pristine-backup-file")
+    try:
+        host_sh(f"printf 'garbage' | dd of={target} bs=1 seek=64 conv=notrunc status=none")
+        bad = run_playbook("verify-backup")
+        assert bad.rc != 0
+        assert "pgBackRest verify FAILED" in bad.text, bad.text[-3000:]
+        assert "status: invalid" in bad.text
+    finally:
+        host_sh(f"cp -p /root/pristine-backup-file {target}")
