@@ -32,7 +32,16 @@ LOGS = REPO / ".cache" / "test-logs"
 # The playbook tests on three lab hosts, one session each, side by side; files not named here run on pb1.
 PLAYBOOK_HOSTS = {
     "b": ("pb2", ["test_60_update.py"]),  # update/rollback: most release builds
-    "c": ("pb3", ["test_65_sandbox.py", "test_70_restore.py", "test_90_incident.py", "test_95_site.py"]),
+    "c": (
+        "pb3",
+        [
+            "test_65_sandbox.py",
+            "test_70_restore.py",
+            "test_75_pitr.py",  # point-in-time restore: destructive, next to restore
+            "test_90_incident.py",
+            "test_95_site.py",
+        ],
+    ),
 }
 
 

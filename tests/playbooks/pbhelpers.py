@@ -35,6 +35,7 @@ class Run:
     stdout: str
     changed_tasks: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    artifacts: dict = field(default_factory=dict)  # set_stats data (what AWX stores as the job's artifacts)
 
     @property
     def text(self) -> str:
@@ -47,9 +48,14 @@ class Run:
 
 
 def run_playbook(
-    name: str, extravars: dict | None = None, limit: str = HOST, check: bool = False, cmdline: str = ""
+    name: str,
+    extravars: dict | None = None,
+    limit: str = HOST,
+    check: bool = False,
+    cmdline: str = "",
+    extra_inventories: list[str] | None = None,
 ) -> Run:
-    """playbooks/<name>.yml through ansible-runner against the lab inventory."""
+    """playbooks/<name>.yml through ansible-runner against the lab inventory (plus extra_inventories)."""
     import ansible_runner
 
     RUNNER_DIR.mkdir(parents=True, exist_ok=True)
@@ -60,7 +66,7 @@ def run_playbook(
         private_data_dir=str(RUNNER_DIR),
         project_dir=str(REPO),
         playbook=f"playbooks/{name}.yml",
-        inventory=str(REPO / "inventories" / "lab"),
+        inventory=[str(REPO / "inventories" / "lab"), *(extra_inventories or [])],
         extravars=extravars or {},
         limit=limit or None,
         cmdline=" ".join(filter(None, ["--check --diff" if check else "", cmdline])) or None,
@@ -76,9 +82,11 @@ def run_playbook(
         for e in result.events
         if e.get("event") == "runner_on_ok" and e.get("event_data", {}).get("res", {}).get("changed")
     ]
+    stats_events = [e for e in result.events if e.get("event") == "playbook_on_stats"]
+    artifacts = stats_events[0]["event_data"].get("artifact_data", {}) if stats_events else {}
     stdout = result.stdout.read()
     RUNS.setdefault(name, []).append(result.rc)
-    return Run(name, result.rc, result.status, stdout, changed, result.stats or {})
+    return Run(name, result.rc, result.status, stdout, changed, result.stats or {}, artifacts)
 
 
 def host_sh(command: str, check: bool = True) -> subprocess.CompletedProcess:

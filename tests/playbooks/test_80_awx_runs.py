@@ -33,5 +33,7 @@ def test_every_job_template_ran_under_ansible_runner(lab_host):
         name = template["playbook"].removeprefix("playbooks/").removesuffix(".yml")
         if name in OTHER_SESSION or 0 in RUNS.get(name, []):
             continue
-        run = run_playbook(name, {**template.get("extra_vars", {}), **EXTRA.get(name, {})})
+        # AWX renders awx_reports_dir (awx/configure.yml); here the reports go to the repo's reports/
+        extra = {**template.get("extra_vars", {}), "ops_reports_dir": str(REPO / "reports")}
+        run = run_playbook(name, {**extra, **EXTRA.get(name, {})})
         assert run.rc == 0, f"{name}: {run.stdout[-3000:]}"
