@@ -41,8 +41,10 @@ def test_diagnose_unknown_symptom(lab_host):
     assert "unknown symptom 'gremlins'" in run.text
 
 
+@pytest.mark.runbook("Outage | Immediate actions: restart + status")
+@pytest.mark.runbook("Outage | Investigation: logs, resources, DB status bundle")
 def test_outage(lab_host):
-    run = run_playbook("outage")
+    run = run_playbook("outage", {"ops_outage_watch_seconds": 2, "ops_outage_watch_interval": 1})
     assert run.rc == 0, run.stdout[-3000:]
     assert "restart + verify | ✅ OK" in _newest("outage")
     assert sorted((REPORTS / "evidence").glob(f"outage-*-{lab_host}.tar.gz"))
@@ -62,6 +64,7 @@ def test_read_only_checks(lab_host, playbook):
     assert second.rc == 0 and second.changed == 0, second.changed_tasks
 
 
+@pytest.mark.runbook("Security | Daily security checks (failed auth, suspicious patterns, file integrity)")
 def test_security_checks_detect_changed_file(lab_host):
     from pbhelpers import host_sh
 
