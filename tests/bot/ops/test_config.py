@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+import pytest
 
 from bot.settings import GLOBAL_CONFIG_RELPATH, default_global_config
 
@@ -40,6 +41,7 @@ def test_generate_reset_backs_up_the_previous_file(run_cli, app_dir):
     assert (app_dir / "config_backup" / "global_config.json") in backups
 
 
+@pytest.mark.runbook("Config recovery | Every config change backed up (site.yml, config set)")
 def test_set_backs_up_every_change_and_validates(run_cli, app_dir):
     env = {"BOT_APP_DIR": str(app_dir)}
     path = app_dir / GLOBAL_CONFIG_RELPATH
