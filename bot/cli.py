@@ -234,6 +234,18 @@ def build_parser() -> argparse.ArgumentParser:
         json_parent,
     )
     p.add_argument("--reset", action="store_true", help="overwrite an existing file (after a backup)")
+    p = _add(
+        cfgsub,
+        "set",
+        "set one key of the global config (validated, previous file backed up)",
+        'Set KEY (dotted, e.g. video.max_parallel_downloads) to VALUE (JSON: 2, true, "text", [..]; '
+        "other text is taken as a string) in config/global/global_config.json. The result is validated "
+        "first; the previous file is copied to config_backup/ (timestamped and global_config.json). "
+        "Restart the bot to apply it.",
+        json_parent,
+    )
+    p.add_argument("key", metavar="KEY", help="dotted key, e.g. video.max_parallel_downloads")
+    p.add_argument("value", metavar="VALUE", help="JSON value, or plain text for a string")
     _add(
         cfgsub,
         "show",
@@ -328,6 +340,8 @@ def dispatch(args: argparse.Namespace) -> Result:
     if args.command == "config":
         if args.config_command == "generate":
             return config.generate(env, args.reset)
+        if args.config_command == "set":
+            return config.set_value(env, args.key, args.value)
         return config.show(env)
     if args.command == "admins":
         return config.admins(env, args.chats)

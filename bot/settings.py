@@ -373,11 +373,12 @@ def default_global_config() -> dict[str, Any]:
     return json.loads((DEFAULTS_DIR / "global_config.json").read_text(encoding="utf-8"))
 
 
-def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_config(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """base overlaid with override, nested dicts merged key by key (deep copies)."""
     out = copy.deepcopy(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_config(out[key], value)
         else:
             out[key] = copy.deepcopy(value)
     return out
@@ -409,7 +410,7 @@ def load_global_config(app_dir: Path | str) -> dict[str, Any]:
     if not isinstance(user_cfg, dict):
         raise BotError("APP001", f"{path} must contain a JSON object")
     try:
-        return validate_global_config(_merge(cfg, user_cfg))
+        return validate_global_config(merge_config(cfg, user_cfg))
     except ValueError as exc:
         raise BotError("APP001", f"{path}: {exc}") from None
 

@@ -1,8 +1,9 @@
-"""`psychochauffeur config generate|show` and `psychochauffeur admins`."""
+"""`psychochauffeur config generate|set|show` and `psychochauffeur admins`."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import UTC, datetime
 from typing import Any
@@ -14,31 +15,44 @@ from bot.errors import BotError
 from bot.logs import redact
 from bot.ops import dbadmin
 from bot.ops.report import OpsError, Result
-from bot.settings import GLOBAL_CONFIG_RELPATH, Env, load_global_config, write_default_global_config
+from bot.settings import (
+    GLOBAL_CONFIG_RELPATH,
+    Env,
+    default_global_config,
+    load_global_config,
+    merge_config,
+    validate_global_config,
+    write_default_global_config,
+)
 
 BACKUP_DIRNAME = "config_backup"
 MAX_CHATS = 100
 HTTP_TIMEOUT_S = 10
 
 
-def generate(env: Env, reset: bool) -> Result:
-    """Create the global config from the defaults; --reset first copies the old file to config_backup/.
+def backup(env: Env) -> list[str]:
+    """Copy the live global config to config_backup/: a timestamped copy and global_config.json (what the
+    runbook's restore step copies back). Nothing to copy: []. Every change of the file goes through here."""
+    path = env.app_dir / GLOBAL_CONFIG_RELPATH
+    if not path.exists():
+        return []
+    backup_dir = env.app_dir / BACKUP_DIRNAME
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    targets = (backup_dir / f"global_config.{stamp}.json", backup_dir / "global_config.json")
+    for target in targets:
+        shutil.copy2(path, target)
+    return [str(t) for t in targets]
 
-    The backup is written twice: config_backup/global_config.json (what the runbook's restore step
-    copies back)
-    and a timestamped copy, so several resets in a row lose nothing.
-    """
+
+def generate(env: Env, reset: bool) -> Result:
+    """Create the global config from the defaults; --reset first backs the old file up (backup())."""
     path = env.app_dir / GLOBAL_CONFIG_RELPATH
     existed = path.exists()
     backups: list[str] = []
     try:
         if existed and reset:
-            backup_dir = env.app_dir / BACKUP_DIRNAME
-            backup_dir.mkdir(parents=True, exist_ok=True)
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            for target in (backup_dir / f"global_config.{stamp}.json", backup_dir / "global_config.json"):
-                shutil.copy2(path, target)
-                backups.append(str(target))
+            backups = backup(env)
         written = write_default_global_config(env.app_dir, reset=reset)
     except OSError as exc:
         raise OpsError(f"cannot write the global config under {env.app_dir}: {exc.strerror or exc}") from None
@@ -52,6 +66,60 @@ def generate(env: Env, reset: bool) -> Result:
         text = f"created {written} from the defaults"
         action = "created"
     return Result({"path": str(written), "action": action, "backups": backups}, text)
+
+
+def _parse_value(raw: str) -> Any:
+    """JSON when it parses (2, true, [..], {..}, "text"), else the text itself."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def set_value(env: Env, key: str, raw_value: str) -> Result:
+    """Set one dotted key (video.max_parallel_downloads) in the global config file. The result is validated
+    before anything is written; the previous file is backed up to config_backup/ first (backup()); setting
+    the value it already has changes nothing."""
+    path = env.app_dir / GLOBAL_CONFIG_RELPATH
+    parts = key.split(".")
+    effective: Any = default_global_config()
+    for depth, part in enumerate(parts):
+        if not isinstance(effective, dict) or part not in effective:
+            known = ", ".join(sorted(effective)) if isinstance(effective, dict) else "(not a section)"
+            where = ".".join(parts[:depth]) or "the top level"
+            raise OpsError(f"unknown config key {key!r}: {where} has {known}", exit_code=2)
+        effective = effective[part]
+    try:
+        current = json.loads(path.read_text(encoding="utf-8")) if path.exists() else default_global_config()
+    except (OSError, ValueError) as exc:
+        raise OpsError(f"cannot read {path}: {exc} (config-restore.yml puts a backup back)") from None
+    value = _parse_value(raw_value)
+    updated = json.loads(json.dumps(current))
+    node = updated
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    old = node.get(parts[-1], effective)
+    if path.exists() and parts[-1] in node and node[parts[-1]] == value:
+        data = {"key": key, "value": value, "action": "unchanged", "backups": []}
+        return Result(data, f"{key} is already {value!r}")
+    node[parts[-1]] = value
+    try:
+        validate_global_config(merge_config(default_global_config(), updated))
+    except ValueError as exc:
+        raise OpsError(f"{key}={raw_value!r} rejected, nothing changed: {exc}", exit_code=2) from None
+    try:
+        backups = backup(env)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(updated, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        if path.exists():
+            shutil.copymode(path, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OpsError(f"cannot write the global config under {env.app_dir}: {exc.strerror or exc}") from None
+    text = f"{key}: {old!r} -> {value!r} in {path}"
+    text += f"; previous file backed up to {backups[0]}" if backups else ""
+    return Result({"key": key, "value": value, "old": old, "action": "changed", "backups": backups}, text)
 
 
 def show(env: Env) -> Result:

@@ -305,7 +305,7 @@ def test_a_stalled_metrics_write_does_not_stall_the_bot(pg_server, tmp_path) -> 
         finally:
             if fifo.exists():  # a reader lets the blocked writer go on; later writes get a plain file
                 fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-                fifo.unlink()
+                fifo.unlink(missing_ok=True)  # the released writer may already have renamed it
                 until(lambda: _readable(fd), "the blocked write went through")
                 os.close(fd)
             bot.stop()

@@ -118,7 +118,7 @@ def test_diagnose_unknown_symptom(lab_host):
 @pytest.mark.runbook("Outage | Immediate actions: restart + status")
 @pytest.mark.runbook("Outage | Investigation: logs, resources, DB status bundle")
 def test_outage(lab_host):
-    run = run_playbook("outage")
+    run = run_playbook("outage", {"ops_outage_watch_seconds": 2, "ops_outage_watch_interval": 1})
     assert run.rc == 0, run.stdout[-3000:]
     assert "restart + verify | ✅ OK" in _newest("outage")
     assert sorted((REPORTS / "evidence").glob(f"outage-*-{lab_host}.tar.gz"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pbhelpers import host_sh, psql, run_playbook
 
@@ -116,3 +118,34 @@ def test_config_reset_and_restore(lab_host):
     assert restore.rc == 0 and "ops_test" in host_sh(f"cat {CONFIG}").stdout
     assert run_playbook("config-restore").changed == 0
     assert run_playbook("config-restore", {"reset": "true"}).rc == 0
+
+
+def _parallel() -> int:
+    return json.loads(host_sh(f"cat {CONFIG}").stdout)["video"]["max_parallel_downloads"]
+
+
+def _stamped_backups() -> int:
+    out = host_sh("ls /opt/psychochauffeur-bot/config_backup/ | grep -c 'Z.json$' || true").stdout
+    return int(out.strip() or 0)
+
+
+@pytest.mark.runbook("Config recovery | Every config change backed up (site.yml, config set)")
+def test_every_config_change_leaves_a_restorable_copy(lab_host):
+    """site.yml (bot_global_config) and `psychochauffeur config set` each back the previous file up to
+    config_backup/; config-restore.yml puts the copy back; the same setting again changes nothing (checked on
+    the command the role runs, not a second site.yml run: that takes minutes)."""
+    setting = {"bot_global_config": {"video.max_parallel_downloads": 3}}
+    host_sh("psychochauffeur config set video.max_parallel_downloads 2")
+    stamped = _stamped_backups()
+    site = run_playbook("site", setting)
+    assert site.rc == 0, site.text[-3000:]
+    assert _parallel() == 3 and _stamped_backups() == stamped + 1
+    # the role's changed_when reads this command's answer: the value it already has changes nothing
+    same = host_sh("psychochauffeur --json config set video.max_parallel_downloads 3").stdout
+    assert json.loads(same)["action"] == "unchanged" and _stamped_backups() == stamped + 1
+    host_sh("psychochauffeur config set video.max_parallel_downloads 5")  # an operator's change
+    assert _parallel() == 5 and _stamped_backups() == stamped + 2
+    restore = run_playbook("config-restore")
+    assert restore.rc == 0 and _parallel() == 3  # the file before the last change
+    assert host_sh("systemctl is-active psychochauffeur-bot").stdout.strip() == "active"
+    host_sh("psychochauffeur config set video.max_parallel_downloads 2")

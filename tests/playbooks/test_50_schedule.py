@@ -42,3 +42,27 @@ def test_cron_entries_rendered_and_runnable(lab_host, tmp_path):
     assert bad.returncode != 0
     assert "FAILED" in bad.stderr
     assert (tmp_path / "log/broken.last").read_text().strip() == str(bad.returncode)
+
+
+@pytest.mark.runbook("Security | Daily security checks scheduled (cron and AWX, the same time)")
+def test_default_schedule_runs_the_daily_security_checks(lab_host, tmp_path):
+    """The role's own schedule (no schedule_jobs override) has a daily security-checks entry, and that entry's
+    command runs security-checks.yml through ansible-runner against the lab host."""
+    cron = tmp_path / "cron.d-psychochauffeur-ops"
+    extravars = {
+        "schedule_inventory": str(REPO / "inventories/lab"),
+        "schedule_data_dir": str(tmp_path / "data"),
+        "schedule_log_dir": str(tmp_path / "log"),
+        "schedule_wrapper_path": str(tmp_path / "psychochauffeur-ops-run"),
+        "schedule_cron_file": str(cron),
+        "schedule_install_cron": False,
+    }
+    assert run_playbook("schedule", extravars, limit="").rc == 0
+    entry = next(line for line in cron.read_text().splitlines() if " security-checks security-checks" in line)
+    fields = entry.split(None, 6)
+    assert fields[2:5] == ["*", "*", "*"], entry  # every day
+    assert run_playbook("security-checks", {"update_baseline": "true"}).rc == 0
+    ok = subprocess.run(f"{fields[6]} {HOST}", shell=True, capture_output=True, text=True, timeout=900)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "log/security-checks.last").read_text().strip() == "0"
+    assert "files_changed_since_baseline" in (tmp_path / "log/security-checks.log").read_text()

@@ -28,6 +28,26 @@ def test_site_puts_a_new_release_live_only_through_the_guarded_path(lab_host, tm
     assert start_reply()
 
 
+@pytest.mark.runbook("Security | Deploy refreshes the integrity baseline")
+def test_deploy_refreshes_the_integrity_baseline_and_tampering_is_caught(lab_host, tmp_path):
+    """A release converged with site.yml is not flagged by the next daily check; a file changed later is."""
+    assert run_playbook("security-checks", {"update_baseline": "true"}).rc == 0
+    src = source_tree(tmp_path, "good")
+    run = run_playbook("site", {"bot_version": "ops-site-baseline", "bot_source_dir": str(src)})
+    assert run.rc == 0 and current() == "ops-site-baseline", run.text[-3000:]
+    check = run_playbook("security-checks")
+    assert check.rc == 0, check.text[-3000:]
+    assert "files_changed_since_baseline: []" in check.text
+    find = "find -L /opt/psychochauffeur-bot/current/venv -path '*/bot/app.py' | head -n 1"
+    app = host_sh(find).stdout.strip()
+    host_sh(f"cp -a {app} /root/app.py.good && echo '# tampered' >> {app}")
+    try:
+        caught = run_playbook("security-checks")
+        assert caught.rc != 0 and "files changed since the baseline" in caught.text and app in caught.text
+    finally:
+        host_sh(f"cp -a /root/app.py.good {app}")
+
+
 @pytest.mark.runbook("Update | site.yml ends verified; re-running it recovers a unit at its start limit")
 def test_site_fails_when_the_token_is_refused_and_recovers_after_the_start_limit(lab_host):
     run = run_playbook("site", {"bot_token": REFUSED_TOKEN})

@@ -157,6 +157,19 @@ def test_sunday_is_0_or_7():
     assert cron_rrule({"minute": "0", "hour": "1", "weekday": "7"}).endswith("BYDAY=SU")
 
 
+@pytest.mark.runbook("Security | Daily security checks scheduled (cron and AWX, the same time)")
+def test_security_checks_scheduled_daily_in_cron_and_awx():
+    """The runbook's Daily Security Checks run every day, at the same time in AWX and in cron."""
+    name = "PsychoChauffeur security-checks"
+    awx = [s for s in SCHEDULES if s["unified_job_template"] == name]
+    assert len(awx) == 1 and "FREQ=DAILY;INTERVAL=1" in awx[0]["rrule"], awx
+    cron_jobs = yaml.safe_load((REPO / "roles/schedule/defaults/main.yml").read_text())["schedule_jobs"]
+    (cron,) = [j for j in cron_jobs if j["procedure"] == "security-checks"]
+    assert all(cron.get(f, "*") == "*" for f in ("day", "month", "weekday")), cron
+    start = awx[0]["rrule"].split(":")[1].split()[0]  # DTSTART;TZID=UTC:20250101T064500 RRULE:...
+    assert start[-6:] == f"{int(cron['hour']):02d}{int(cron['minute']):02d}00"
+
+
 @pytest.mark.runbook("Update | Workflow update → verify → rollback (AWX)")
 def test_update_workflow_graph():
     names = {t["name"] for t in DATA["controller_templates"]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import psycopg
+import pytest
 
 from bot.settings import GLOBAL_CONFIG_RELPATH, default_global_config
 
@@ -38,6 +39,48 @@ def test_generate_reset_backs_up_the_previous_file(run_cli, app_dir):
     assert len(backups) == 2  # the runbook's restore name and a timestamped copy
     assert all(json.loads(b.read_text()) == {"timezone": "Europe/Kyiv"} for b in backups)
     assert (app_dir / "config_backup" / "global_config.json") in backups
+
+
+@pytest.mark.runbook("Config recovery | Every config change backed up (site.yml, config set)")
+def test_set_backs_up_every_change_and_validates(run_cli, app_dir):
+    env = {"BOT_APP_DIR": str(app_dir)}
+    path = app_dir / GLOBAL_CONFIG_RELPATH
+    backups = app_dir / "config_backup"
+    assert run_cli(env, "config", "generate").code == 0
+
+    changed = run_cli(env, "config", "set", "video.max_parallel_downloads", "4", "--json")
+    assert changed.code == 0 and changed.json()["action"] == "changed", changed.err
+    assert json.loads(path.read_text())["video"]["max_parallel_downloads"] == 4
+    # the file before the change, under the restore name and a timestamped one
+    assert json.loads((backups / "global_config.json").read_text()) == default_global_config()
+    assert len(list(backups.glob("global_config.*Z.json"))) == 1
+
+    second = run_cli(env, "config", "set", "video.max_parallel_downloads", "6", "--json")
+    assert second.code == 0 and second.json()["old"] == 4
+    assert json.loads((backups / "global_config.json").read_text())["video"]["max_parallel_downloads"] == 4
+    assert len(list(backups.glob("global_config.*Z.json"))) == 2
+
+    same = run_cli(env, "config", "set", "video.max_parallel_downloads", "6", "--json")
+    assert same.code == 0 and same.json()["action"] == "unchanged"
+    assert len(list(backups.glob("global_config.*Z.json"))) == 2  # no change, no backup
+
+    before = path.read_text()
+    bad = run_cli(env, "config", "set", "video.max_parallel_downloads", "1000")
+    assert bad.code == 2 and "nothing changed" in bad.err and "max_parallel_downloads" in bad.err
+    unknown = run_cli(env, "config", "set", "video.max_paralel_downloads", "3")
+    assert unknown.code == 2 and "unknown config key" in unknown.err
+    assert "max_parallel_downloads" in unknown.err  # the keys it could have meant
+    assert path.read_text() == before
+    assert len(list(backups.glob("global_config.*Z.json"))) == 2
+
+
+def test_set_text_value(run_cli, app_dir):
+    env = {"BOT_APP_DIR": str(app_dir)}
+    result = run_cli(env, "config", "set", "video.youtube_reply", "#yt", "--json")
+    assert result.code == 0 and result.json()["value"] == "#yt"
+    cfg = json.loads((app_dir / GLOBAL_CONFIG_RELPATH).read_text())
+    assert cfg["video"]["youtube_reply"] == "#yt"
+    assert not (app_dir / "config_backup").exists()  # there was no file to back up
 
 
 def test_generate_into_a_blocked_path_fails_cleanly(run_cli, app_dir):
