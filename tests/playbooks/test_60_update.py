@@ -285,7 +285,7 @@ def test_failing_second_migration_leaves_the_schema_as_it_was(releases):
 
 
 def changelog(run) -> str:
-    return re.search(r"changelog: ([^\"\n]*)", run.text).group(1)
+    return re.search(r"msg: 'changelog: ([^']*)'", run.text).group(1)
 
 
 def test_rollback_twice(releases):
