@@ -321,10 +321,11 @@ def test_rollback_twice(releases):
 def test_rollback_skips_history_entries_that_were_pruned(releases):
     """The history names a release pruning deleted: rollback goes to the newest one still installed."""
     live = current()
-    history = host_sh("cat /opt/psychochauffeur-bot/release-history").stdout.split()
-    installed = set(host_sh("ls /opt/psychochauffeur-bot/releases").stdout.split())
-    target = [h for h in history[:-1] if h in installed and h != live][-1]
-    host_sh("sed -i '$i ops-pruned-long-ago' /opt/psychochauffeur-bot/release-history")
+    complete = host_sh("ls /opt/psychochauffeur-bot/releases/*/.release-complete").stdout.split()
+    # a working release (an ops-good-* of test_rollback_twice) other than the live one, pruned one between
+    others = {path.split("/")[-2] for path in complete} - {live}
+    target = sorted(others, key=lambda name: not name.startswith("ops-good"))[0]
+    host_sh(f"printf '%s\\n' {target} ops-pruned-long-ago {live} > /opt/psychochauffeur-bot/release-history")
     run = run_playbook("rollback")
     assert run.rc == 0, run.text[-3000:]
     skipped = re.search(r"not installed any more, skipped: [^\"]*ops-pruned-long-ago", run.text)
