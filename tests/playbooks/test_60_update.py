@@ -291,7 +291,7 @@ def test_failing_second_migration_leaves_the_schema_as_it_was(releases):
 
 
 def changelog(run) -> str:
-    return re.search(r"changelog: ([^\"\n]*)", run.text).group(1)
+    return re.search(r"msg: 'changelog: ([^']*)'", run.text).group(1)
 
 
 @pytest.mark.runbook("Update | Test run: smoke tests of the new release against the live DB (read-only) before the stop; changelog since the live release printed (`bot_go_live_changelog`)")  # noqa: E501
@@ -330,10 +330,11 @@ def test_rollback_twice(releases):
 def test_rollback_skips_history_entries_that_were_pruned(releases):
     """The history names a release pruning deleted: rollback goes to the newest one still installed."""
     live = current()
-    history = host_sh("cat /opt/psychochauffeur-bot/release-history").stdout.split()
-    installed = set(host_sh("ls /opt/psychochauffeur-bot/releases").stdout.split())
-    target = [h for h in history[:-1] if h in installed and h != live][-1]
-    host_sh("sed -i '$i ops-pruned-long-ago' /opt/psychochauffeur-bot/release-history")
+    complete = host_sh("ls /opt/psychochauffeur-bot/releases/*/.release-complete").stdout.split()
+    # a working release (an ops-good-* of test_rollback_twice) other than the live one, pruned one between
+    others = {path.split("/")[-2] for path in complete} - {live}
+    target = sorted(others, key=lambda name: not name.startswith("ops-good"))[0]
+    host_sh(f"printf '%s\\n' {target} ops-pruned-long-ago {live} > /opt/psychochauffeur-bot/release-history")
     run = run_playbook("rollback")
     assert run.rc == 0, run.text[-3000:]
     skipped = re.search(r"not installed any more, skipped: [^\"]*ops-pruned-long-ago", run.text)
