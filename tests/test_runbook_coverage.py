@@ -83,3 +83,27 @@ def test_row(row):
         path, _, name = test_id.partition("::")
         assert (REPO / path).is_file(), f"{step}: {path} is missing"
         assert _defined(REPO / path, name.split("[")[0]), f"{step}: no test {name} in {path}"
+
+
+def _runbook_marks() -> list[tuple[str, str, str]]:
+    """(test id, section, step) of every test marked @pytest.mark.runbook("<Section> | <Runbook step>")."""
+    marks = []
+    for path in sorted((REPO / "tests").rglob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for dec in node.decorator_list:
+                if isinstance(dec, ast.Call) and getattr(dec.func, "attr", "") == "runbook":
+                    section, _, step = dec.args[0].value.partition(" | ")
+                    marks.append((f"{path.relative_to(REPO)}::{node.name}", section, step))
+    return marks
+
+
+def test_runbook_marks_name_their_rows():
+    """The row a runbook mark names exists (exact cell text) and lists that test."""
+    table = {(r[0], r[1]): _test_ids(r[4]) for r in rows()}
+    marks = _runbook_marks()
+    assert marks
+    for test_id, section, step in marks:
+        assert (section, step) in table, f"{test_id}: no row '{section} | {step}' in {DOC.name}"
+        assert test_id in table[(section, step)], f"row '{section} | {step}' does not name {test_id}"
