@@ -124,8 +124,11 @@ def create(link: Link) -> None:
 
 def destroy(link: dict) -> None:
     """Remove namespace and veth (idempotent). The bridge goes when no bridged host is left."""
-    if Path(f"/run/netns/{link['netns']}").exists():
-        run(["ip", "netns", "del", link["netns"]], capture=True)
+    if not Path(f"/run/netns/{link['netns']}").exists():
+        # Our veth went with the namespace; a veth of that name now belongs to another host (another checkout
+        # may have taken the free name since): never delete it.
+        return
+    run(["ip", "netns", "del", link["netns"]], capture=True)
     # Deleting the namespace deletes its veth end and so the pair, asynchronously: wait, delete what is left.
     veth = Path(f"/sys/class/net/{link['veth']}")
     deadline = time.monotonic() + 5
