@@ -1,7 +1,7 @@
 """Every AWX job template's playbook runs under ansible-runner against a lab host.
 
-The playbook tests run as three sessions side by side (scripts/test_parts.py: playbooks:a on pb1, b on pb2,
-c on pb3). This file runs in the first: the playbooks its session ran already (pbhelpers.RUNS) count, the rest
+The playbook tests run as sessions side by side on their own hosts (scripts/test_parts.py PLAYBOOK_HOSTS).
+This file runs in the first: the playbooks its session ran already (pbhelpers.RUNS) count, the rest
 run here, except the destructive ones that their own test files run through the same run_playbook()."""
 
 from __future__ import annotations
