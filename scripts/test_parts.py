@@ -43,7 +43,7 @@ PLAYBOOK_HOSTS = {
             "test_95_site.py",
         ],
     ),
-    "d": ("pb4", ["test_85_alerts.py"]),  # ~15 min: stops the sandbox and freezes the bot, so on its own host
+    "d": ("pb4", ["test_30_state.py", "test_85_alerts.py"]),  # state changes (harden, config), then alerts
 }
 
 

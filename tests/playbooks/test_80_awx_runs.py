@@ -11,12 +11,16 @@ import yaml
 from pbhelpers import REPO, RUNS, run_playbook
 
 EXTRA = {"diagnose": {"symptom": "database"}}
-# playbook -> the test file (another session's) that runs it through run_playbook (ansible-runner)
+# playbook -> the test file (another session's, scripts/test_parts.py PLAYBOOK_HOSTS) that runs it through
+# run_playbook (ansible-runner)
 OTHER_SESSION = {
     "update": "test_60_update.py",
     "rollback": "test_60_update.py",
     "restore": "test_70_restore.py",
     "incident": "test_90_incident.py",
+    "harden": "test_30_state.py",
+    "db-maintenance": "test_30_state.py",
+    "config-restore": "test_30_state.py",
 }
 
 
