@@ -122,3 +122,91 @@ def start_reply() -> str:
     return host_sh(
         f"/opt/psychochauffeur-bot/current/venv/bin/python -c {shlex.quote(START_PROBE)}"
     ).stdout.strip()
+
+
+SANDBOX = """
+import json, sys
+from bot.sandbox.client import SandboxClient
+client = SandboxClient("http://127.0.0.1:8081")
+if sys.argv[1] == "last":
+    print(client.last_sent_id())
+elif sys.argv[1] == "hello":  # the sandbox, like Telegram, only sends to chats it has seen
+    after = client.last_sent_id()
+    chat = int(sys.argv[2])
+    client.push("/start", chat_id=chat, user_id=chat, chat_type="private", username="opsadmin")
+    client.wait_for(int(sys.argv[2]), count=1, timeout=60, after=after, method="sendMessage")
+else:
+    print(json.dumps([m["text"] for m in client.sent(chat_id=int(sys.argv[2]), after=int(sys.argv[3]))]))
+"""
+
+
+def sandbox(*args: object) -> str:
+    """The host's sandbox (fake Telegram): `last` (newest sent id), `hello CHAT` (the chat seen, as
+    Telegram only sends to chats it has seen), `sent CHAT AFTER` (JSON list of the texts sent to CHAT after
+    that id)."""
+    py = "/opt/psychochauffeur-bot/current/venv/bin/python"
+    return host_sh(f"{py} -c {shlex.quote(SANDBOX)} {' '.join(map(str, args))}").stdout.strip()
+
+
+def current() -> str:
+    return host_sh("readlink /opt/psychochauffeur-bot/current").stdout.strip().split("/")[-1]
+
+
+def source_tree(
+    tmp_path, name: str, break_it: bool = False, bad_migration: bool = False, dies_after: int = 0
+):
+    """A copy of the bot source (a release); break_it makes the bot exit at start and adds a migration;
+    bad_migration adds two migrations, the second of which fails; dies_after makes a working bot (with a
+    migration) exit after that many seconds."""
+    src = tmp_path / name
+    for item in ("bot", "pyproject.toml", "README.md", "constraints.txt"):
+        (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
+    if bad_migration:
+        (src / "bot/migrations/901_ops_first.sql").write_text("CREATE TABLE ops_first_of_two (id int);\n")
+        (src / "bot/migrations/902_ops_second.sql").write_text(
+            "CREATE TABLE ops_second_of_two (id int); SELECT 1/0;\n"
+        )
+    if dies_after:
+        (src / "bot/migrations/903_ops_dies_later.sql").write_text("CREATE TABLE ops_dies_later (id int);\n")
+        app = src / "bot/app.py"
+        app.write_text(
+            app.read_text()
+            + "\n\n_run = run\n\n\ndef run(env):  # works, then dies\n"
+            + f"    import os, threading\n    threading.Timer({dies_after}, os._exit, (3,)).start()\n"
+            + "    return _run(env)\n"
+        )
+    if break_it:
+        (src / "bot/migrations/900_ops_broken_release.sql").write_text(
+            "CREATE TABLE ops_broken_marker (id int);\n"
+        )
+        app = src / "bot/app.py"
+        app.write_text(
+            app.read_text() + "\n\ndef run(env):  # deliberately broken release\n    raise SystemExit(3)\n"
+        )
+    return src
+
+
+def git(tree, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=ops", "-c", "user.email=ops@example.invalid", *args],
+        cwd=tree,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def commit(tree, subject: str) -> None:
+    """A commit touching the build inputs (the release's .release-log carries its subject)."""
+    (tree / "bot/_ops_changelog_probe.py").write_text(f"# {subject}\n")
+    git(tree, "add", "bot", "pyproject.toml", "README.md", "constraints.txt")
+    git(tree, "commit", "-q", "-m", subject)
+
+
+def reuse_wheelhouse(tree, version: str) -> None:
+    """The tree's wheelhouse (built by its first update) under a new version name, hard-linked: the
+    releases of this module differ in name and commit log, not in code."""
+    cache = tree / ".cache" / "wheelhouse"
+    built = sorted(p for p in cache.glob("*") if (p / "wheelhouse.tar").exists())
+    if built and not (cache / version).exists():
+        shutil.copytree(built[0], cache / version, copy_function=os.link)

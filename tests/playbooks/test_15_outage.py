@@ -6,34 +6,14 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import threading
 import time
 
 import pytest
-from pbhelpers import REPO, host_sh, psql, run_playbook
+from pbhelpers import REPO, host_sh, psql, run_playbook, sandbox
 
 SHORT_WATCH = {"ops_outage_watch_seconds": 4, "ops_outage_watch_interval": 2}
 ADMIN_CHAT = 1001  # inventories/lab/group_vars/bot_hosts.yml ops_admin_chat_ids
-SANDBOX = """
-import json, sys
-from bot.sandbox.client import SandboxClient
-client = SandboxClient("http://127.0.0.1:8081")
-if sys.argv[1] == "last":
-    print(client.last_sent_id())
-elif sys.argv[1] == "hello":  # the sandbox, like Telegram, only sends to chats it has seen
-    after = client.last_sent_id()
-    chat = int(sys.argv[2])
-    client.push("/start", chat_id=chat, user_id=chat, chat_type="private", username="opsadmin")
-    client.wait_for(int(sys.argv[2]), count=1, timeout=60, after=after, method="sendMessage")
-else:
-    print(json.dumps([m["text"] for m in client.sent(chat_id=int(sys.argv[2]), after=int(sys.argv[3]))]))
-"""
-
-
-def sandbox(*args: object) -> str:
-    py = "/opt/psychochauffeur-bot/current/venv/bin/python"
-    return host_sh(f"{py} -c {shlex.quote(SANDBOX)} {' '.join(map(str, args))}").stdout.strip()
 
 
 def report_of(run) -> str:

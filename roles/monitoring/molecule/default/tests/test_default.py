@@ -265,3 +265,31 @@ def test_refused_alert_is_logged_and_retried(host, fresh):
             assert TOKEN not in out.stdout
     finally:
         host.run("rm -f /etc/psychochauffeur-monitoring/unknown-chat.json")
+
+
+def test_a_failed_job_alerts_at_once_through_the_webhook(host, fresh):
+    """A unit of monitoring_alert_on_failure_units that fails (a stand-in under the backup job's name) starts
+    psychochauffeur-alert@<unit>.service: one critical webhook alert naming the unit, its result and its last
+    journal lines, and the chat message."""
+    job = "psychochauffeur-backup-daily.service"
+    host.run_test(
+        "printf '%%s\\n' '[Service]' 'Type=oneshot' "
+        "\"ExecStart=/bin/sh -c 'echo stand-in backup broke >&2; exit 3'\" > /etc/systemd/system/%s",
+        job,
+    )
+    alert_unit = f"psychochauffeur-alert@{job}.service"  # instance: the full name (%n)
+    host.run_test("systemctl daemon-reload; systemctl reset-failed %s %s || true", job, alert_unit)
+    try:
+        assert host.run(f"systemctl start {job}").rc != 0
+        for _ in range(120):  # OnFailure= starts the alert unit asynchronously
+            if hooks(host):
+                break
+            host.run("sleep 0.5")
+        (alert,) = hooks(host)
+        assert alert["severity"] == "critical" and alert["event"] == "unit-failed" and alert["unit"] == job
+        assert f"CRITICAL: scheduled job {job} failed (result exit-code, exit status 3)" in alert["text"]
+        assert "stand-in backup broke" in alert["problems"]
+        assert [c["params"]["chat_id"] for c in calls(host)] == [CHAT_ID]
+        assert host.check_output(f"systemctl show -p Result --value {alert_unit}") == "success"
+    finally:
+        host.run(f"rm -f /etc/systemd/system/{job}; systemctl daemon-reload; systemctl reset-failed {job}")
