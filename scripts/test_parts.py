@@ -43,7 +43,15 @@ PLAYBOOK_HOSTS = {
             "test_95_site.py",
         ],
     ),
-    "d": ("pb4", ["test_30_state.py", "test_85_alerts.py"]),  # state changes (harden, config), then alerts
+    "d": (
+        "pb4",
+        [
+            "test_30_state.py",  # harden, db-maintenance, config changes
+            "test_62_update_notice.py",  # three updates: before test_85 makes the host's health critical
+            "test_85_alerts.py",
+            "test_86_job_alerts.py",  # uses test_85's webhook receiver
+        ],
+    ),
 }
 
 

@@ -3,8 +3,8 @@
 ONE lab host per session (PLAYBOOKS_LAB_HOST, default pb1; postgres image) is booted and converged with
 site.yml once; every test of the session shares it. `make test` runs four sessions side by side
 (scripts/test_parts.py PLAYBOOK_HOSTS: pb1 reports, pb2 update/rollback, pb3 sandbox/restore/incident/site,
-pb4 state changes and alerts). Within a session files run in name order: report-only procedures first,
-destructive ones last.
+pb4 state changes, update notices and alerts). Within a session files run in name order: report-only
+procedures first, destructive ones last.
 Every playbook runs through ansible-runner (the engine AWX and cron use); runs are recorded so
 test_80_awx_runs.py can prove each AWX job template's playbook ran.
 """

@@ -137,7 +137,7 @@ def test_every_config_change_leaves_a_restorable_copy(lab_host):
     setting = {"bot_global_config": {"video.max_parallel_downloads": 3}}
     host_sh("psychochauffeur config set video.max_parallel_downloads 2")
     stamped = _stamped_backups()
-    site = run_playbook("site", setting, cmdline="--tags bot")  # the bot role only: the rest is not the subject
+    site = run_playbook("site", setting, cmdline="--tags bot")  # the bot role only: not the rest
     assert site.rc == 0, site.text[-3000:]
     assert _parallel() == 3 and _stamped_backups() == stamped + 1
     # the role's changed_when reads this command's answer: the value it already has changes nothing
