@@ -183,7 +183,10 @@ def build_application(env: Env) -> Application:
         base_file_url=file_base,
         request=HTTPXRequest(connection_pool_size=256, connect_timeout=5, read_timeout=15, write_timeout=30,
                              media_write_timeout=120),
-        get_updates_request=HTTPXRequest(connection_pool_size=1, connect_timeout=5, read_timeout=5),
+        # pool_timeout: at a stop PTB cancels the long poll without awaiting it and confirms the last batch
+        # on the one connection at once; under load freeing it took longer than the 1 s default.
+        get_updates_request=HTTPXRequest(connection_pool_size=1, connect_timeout=5, read_timeout=5,
+                                         pool_timeout=5),
         defaults=Defaults(allow_sending_without_reply=True),  # a deleted message must not lose the answer
         # Telegram's flood limits (30 messages/s, 20 a minute per group): wait instead of being banned,
         # and retry once after a 429's retry_after.
