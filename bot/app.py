@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
@@ -217,12 +218,9 @@ async def post_init(app: Application) -> None:
     app.bot_data["db"] = db
     app.bot_data["http"] = httpx.AsyncClient(timeout=10, headers={"User-Agent": "psychochauffeur-bot"})
     app.bot_data["openai"] = None
-    if env.openai_api_key:
-        from openai import AsyncOpenAI
-
+    if env.openai_api_key:  # built in a thread: importing openai costs ~3 s on a busy host, off the start
         timeout = float(app.bot_data["config"].get("gpt", {}).get("timeout_seconds", 60))
-        app.bot_data["openai"] = AsyncOpenAI(api_key=env.openai_api_key, base_url=env.openai_base_url,
-                                             timeout=timeout, max_retries=1)
+        app.bot_data["openai"] = asyncio.ensure_future(_openai_client(env, timeout))
     if env.redis_url:
         await _use_redis(app, db)
     await db.open()
@@ -237,6 +235,13 @@ async def post_init(app: Application) -> None:
     except TelegramError as exc:
         log.warning("setMyCommands failed: %s", exc, extra={"code": classify(exc)})
     log.info("bot @%s started (database %s)", app.bot.username, "up" if db.up else "DOWN")
+
+
+async def _openai_client(env: Env, request_timeout: float) -> Any:
+    """The AsyncOpenAI client (bot.features.openai_client awaits it); the import runs in a thread."""
+    openai = await asyncio.to_thread(importlib.import_module, "openai")
+    return openai.AsyncOpenAI(api_key=env.openai_api_key, base_url=env.openai_base_url,
+                              timeout=request_timeout, max_retries=1)
 
 
 async def _use_redis(app: Application, db: Database) -> None:
@@ -259,8 +264,11 @@ async def post_shutdown(app: Application) -> None:
     client: httpx.AsyncClient | None = app.bot_data.get("http")
     if client is not None:
         await client.aclose()
-    if app.bot_data.get("openai") is not None:
-        await app.bot_data["openai"].close()
+    openai_task: asyncio.Future[Any] | None = app.bot_data.get("openai")
+    if openai_task is not None and not openai_task.done():
+        openai_task.cancel()
+    elif openai_task is not None and not openai_task.cancelled() and openai_task.exception() is None:
+        await openai_task.result().close()
     if app.bot_data.get("redis") is not None:
         await app.bot_data["redis"].close()
     log.info("bot stopped")
