@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import Any
 
@@ -16,7 +17,8 @@ import httpx
 from telegram import BotCommand, Update
 from telegram.constants import ChatType
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
-from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, Defaults, ExtBot
+from telegram.request import HTTPXRequest
 
 from bot import logs
 from bot.db import Database
@@ -38,10 +40,38 @@ FEATURES = (storage, basic, admin, analyze, weather, video, links, gpt)
 STOP_FLUSH_SECONDS = 8.0
 STOP_HANDLER_GRACE_SECONDS = 10.0
 STOP_FINAL_FLUSH_SECONDS = 5.0
+# Before getUpdates confirms a batch, wait at most this long for its updates to be handled, then as long
+# for their messages to be committed (StoreBeforeConfirmBot).
+CONFIRM_WAIT_SECONDS = 10.0
 # A 409 Conflict (another process polls with this token) is logged and recorded once per this interval.
 CONFLICT_LOG_INTERVAL = 600.0
 
 _update_tasks: ContextVar[list[asyncio.Task[Any]] | None] = ContextVar("update_tasks", default=None)
+
+
+class StoreBeforeConfirmBot(ExtBot):
+    """getUpdates with an offset confirms every earlier update: Telegram forgets it. PTB's Updater sends
+    that call right after queueing a batch, while the storage handler only buffers the messages, so a
+    kill -9 between the two lost them (issue 8). This bot first awaits `before_confirm`
+    (BotApplication.store_fetched): stored before confirmed. A kill before the confirm makes Telegram
+    send the batch again; messages are unique by (chat_id, message_id), so it is stored once."""
+
+    __slots__ = ("before_confirm",)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with self._unfrozen():
+            self.before_confirm: Callable[[], Awaitable[None]] | None = None
+
+    def set_before_confirm(self, hook: Callable[[], Awaitable[None]]) -> None:
+        with self._unfrozen():
+            self.before_confirm = hook
+
+    async def get_updates(self, *args: Any, **kwargs: Any) -> tuple[Update, ...]:
+        offset = kwargs.get("offset", args[0] if args else None)
+        if offset and self.before_confirm is not None:
+            await self.before_confirm()
+        return await super().get_updates(*args, **kwargs)
 
 
 class BotApplication(Application):
@@ -92,6 +122,18 @@ class BotApplication(Application):
         for task in running:
             task.add_done_callback(one_done)
 
+    async def store_fetched(self) -> None:
+        """Every fetched update handled (the storage handler runs first) and its message committed, each
+        wait bounded by CONFIRM_WAIT_SECONDS; with the database down the messages stay buffered, as before."""
+        try:
+            await asyncio.wait_for(self.update_queue.join(), CONFIRM_WAIT_SECONDS)
+        except TimeoutError:
+            log.warning("updates still being handled after %g s are confirmed to Telegram anyway",
+                        CONFIRM_WAIT_SECONDS)
+        db: Database | None = self.bot_data.get("db")
+        if db is not None and db.up:
+            await _flush(db, CONFIRM_WAIT_SECONDS, "before confirming them to Telegram")
+
     async def stop(self) -> None:
         db: Database | None = self.bot_data.get("db")
         if db is not None:
@@ -136,26 +178,30 @@ def build_application(env: Env) -> Application:
     config = load_global_config(env.app_dir)
     base = env.telegram_base_url
     file_base = base[: -len("bot")] + "file/bot" if base.endswith("/bot") else base
+    bot = StoreBeforeConfirmBot(
+        env.bot_token,
+        base_url=base,
+        base_file_url=file_base,
+        request=HTTPXRequest(connection_pool_size=256, connect_timeout=5, read_timeout=15, write_timeout=30,
+                             media_write_timeout=120),
+        # pool_timeout: at a stop PTB cancels the long poll without awaiting it and confirms the last batch
+        # on the one connection at once; under load freeing it took longer than the 1 s default.
+        get_updates_request=HTTPXRequest(connection_pool_size=1, connect_timeout=5, read_timeout=5,
+                                         pool_timeout=5),
+        defaults=Defaults(allow_sending_without_reply=True),  # a deleted message must not lose the answer
+        # Telegram's flood limits (30 messages/s, 20 a minute per group): wait instead of being banned,
+        # and retry once after a 429's retry_after.
+        rate_limiter=AIORateLimiter(max_retries=1),
+    )
     app = (
         ApplicationBuilder()
         .application_class(BotApplication)
-        .token(env.bot_token)
-        .base_url(base)
-        .base_file_url(file_base)
-        .connect_timeout(5)
-        .read_timeout(15)
-        .write_timeout(30)
-        .media_write_timeout(120)
-        .get_updates_connect_timeout(5)
-        .get_updates_read_timeout(5)
-        .defaults(Defaults(allow_sending_without_reply=True))  # a deleted message must not lose the answer
-        # Telegram's flood limits (30 messages/s, 20 a minute per group): wait instead of being banned,
-        # and retry once after a 429's retry_after.
-        .rate_limiter(AIORateLimiter(max_retries=1))
+        .bot(bot)
         .post_init(post_init)
         .post_shutdown(post_shutdown)
         .build()
     )
+    bot.set_before_confirm(app.store_fetched)
     app.bot_data.update(env=env, config=config, metrics=Metrics(), quotas=Quotas(config["rate_limits"]))
     for feature in FEATURES:
         feature.register(app)
@@ -172,12 +218,9 @@ async def post_init(app: Application) -> None:
     app.bot_data["db"] = db
     app.bot_data["http"] = httpx.AsyncClient(timeout=10, headers={"User-Agent": "psychochauffeur-bot"})
     app.bot_data["openai"] = None
-    if env.openai_api_key:
-        from openai import AsyncOpenAI
-
+    if env.openai_api_key:  # built in a thread: importing openai costs ~3 s on a busy host, off the start
         timeout = float(app.bot_data["config"].get("gpt", {}).get("timeout_seconds", 60))
-        app.bot_data["openai"] = AsyncOpenAI(api_key=env.openai_api_key, base_url=env.openai_base_url,
-                                             timeout=timeout, max_retries=1)
+        app.bot_data["openai"] = asyncio.ensure_future(_openai_client(env, timeout))
     if env.redis_url:
         await _use_redis(app, db)
     await db.open()
@@ -192,6 +235,13 @@ async def post_init(app: Application) -> None:
     except TelegramError as exc:
         log.warning("setMyCommands failed: %s", exc, extra={"code": classify(exc)})
     log.info("bot @%s started (database %s)", app.bot.username, "up" if db.up else "DOWN")
+
+
+async def _openai_client(env: Env, request_timeout: float) -> Any:
+    """The AsyncOpenAI client (bot.features.openai_client awaits it); the import runs in a thread."""
+    openai = await asyncio.to_thread(importlib.import_module, "openai")
+    return openai.AsyncOpenAI(api_key=env.openai_api_key, base_url=env.openai_base_url,
+                              timeout=request_timeout, max_retries=1)
 
 
 async def _use_redis(app: Application, db: Database) -> None:
@@ -214,8 +264,11 @@ async def post_shutdown(app: Application) -> None:
     client: httpx.AsyncClient | None = app.bot_data.get("http")
     if client is not None:
         await client.aclose()
-    if app.bot_data.get("openai") is not None:
-        await app.bot_data["openai"].close()
+    openai_task: asyncio.Future[Any] | None = app.bot_data.get("openai")
+    if openai_task is not None and not openai_task.done():
+        openai_task.cancel()
+    elif openai_task is not None and not openai_task.cancelled() and openai_task.exception() is None:
+        await openai_task.result().close()
     if app.bot_data.get("redis") is not None:
         await app.bot_data["redis"].close()
     log.info("bot stopped")

@@ -5,6 +5,7 @@ The helpers below read the clients post_init put into `bot_data`, so handlers st
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -41,8 +42,10 @@ def http(context: Context) -> httpx.AsyncClient:
     return context.bot_data["http"]
 
 
-def openai_client(context: Context) -> AsyncOpenAI | None:
-    return context.bot_data.get("openai")
+async def openai_client(context: Context) -> AsyncOpenAI | None:
+    """None without OPENAI_API_KEY; else the client post_init builds in a thread (waits for it at first)."""
+    building: asyncio.Future[AsyncOpenAI] | None = context.bot_data.get("openai")
+    return None if building is None else await asyncio.shield(building)
 
 
 SETTINGS_CACHE_MAX = 10_000  # chats; beyond that the cache starts over (a rebuild is cheap, just not free)

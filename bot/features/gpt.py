@@ -35,7 +35,7 @@ MAX_QUESTION = 4000
 
 async def complete(context: Context, messages: list[dict[str, str]], settings: ChatSettings,
                    max_tokens: int | None = None) -> str:
-    client = openai_client(context)
+    client = await openai_client(context)
     if client is None:
         raise BotError("APP001", "OPENAI_API_KEY is not set")
     response = await client.chat.completions.create(
@@ -153,7 +153,7 @@ async def on_text(update: Update, context: Context) -> None:
 
 async def _maybe_random_reply(update: Update, context: Context) -> None:
     settings = await chat_settings(context, update.effective_chat.id)
-    if not settings.random_reply_enabled or not settings.gpt_enabled or openai_client(context) is None:
+    if not settings.random_reply_enabled or not settings.gpt_enabled or await openai_client(context) is None:
         return
     chat_data: dict[str, Any] = context.chat_data if context.chat_data is not None else {}
     count = chat_data.get("since_random_reply", 0) + 1

@@ -118,7 +118,7 @@ async def weather(update: Update, context: Context) -> None:
 async def _clothing_tip(update: Update, context: Context, weather_text: str) -> str | None:
     """Optional: without an AI (or when it fails) the weather alone is still a full answer."""
     settings = await chat_settings(context, update.effective_chat.id)
-    if not settings.weather_tip_enabled or openai_client(context) is None:
+    if not settings.weather_tip_enabled or await openai_client(context) is None:
         return None
     if not await within_quota(update, context, "gpt", quiet=True):  # a paid call too; the weather still comes
         return None

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from bot.app import (
 )
 from bot.errors import BotError
 from bot.metrics import read_metrics
+from bot.sandbox.client import SandboxClient
 from bot.settings import Env
 
 UNIT = Path(__file__).resolve().parents[2] / "roles" / "bot" / "templates" / "psychochauffeur-bot.service.j2"
@@ -282,6 +284,70 @@ def test_sigterm_stores_buffered_messages_first_and_stops_in_timeout_stop_sec(pg
         finally:
             bot.stop()
             pg_server.drop_db("app_sigterm")
+
+
+def test_kill_9_while_messages_flow_loses_and_duplicates_nothing(pg_server, tmp_path) -> None:
+    """Issue 8: getUpdates with an offset makes Telegram forget every earlier update, so a message must be
+    committed before that call. Messages flow all along (~500 a second) while the bot is killed -9 and
+    started again KILLS times; at the end every message the sandbox accepted is stored exactly once."""
+    kills = 4
+    dsn = pg_server.create_db("app_kill9")
+    group = -5009
+    with private_sandbox() as sandbox:
+        accepted: list[tuple[int, str]] = []  # (message_id, text) of every push the sandbox answered
+        flowing = threading.Event()
+        flowing.set()
+
+        def push() -> None:
+            pusher = SandboxClient(sandbox.url)
+            batch = 0
+            while flowing.is_set():
+                batch += 1
+                specs = [{"text": f"kill9 {batch} {i}", "chat_id": group, "user_id": 6000 + i % 5}
+                         for i in range(20)]
+                ids = [answer["message_id"] for answer in pusher.push_many(specs)]
+                accepted.extend(zip(ids, [spec["text"] for spec in specs], strict=True))
+                time.sleep(0.04)
+            pusher.close()
+
+        def stored() -> int:
+            return bot.query("SELECT count(*) FROM messages WHERE chat_id = %s", (group,))[0][0]
+
+        bot = start_bot(sandbox, dsn, tmp_path / "app")
+        thread = threading.Thread(target=push, name="pusher", daemon=True)
+        thread.start()
+        try:
+            for _ in range(kills):
+                before = stored()
+                until(lambda: stored() >= before + 500, "the bot stores the flowing messages")  # noqa: B023
+                os.kill(bot.proc.pid, signal.SIGKILL)
+                bot.proc.wait(10)
+                bot = start_bot(sandbox, dsn, bot.app_dir)
+            until(lambda: stored() >= before + 500, "the bot stores after the last restart")
+            flowing.clear()
+            thread.join(30)
+            until(lambda: not sandbox.client.health()["pending_updates"], "every update confirmed", 180)
+            want = dict(accepted)
+            deadline = time.monotonic() + 10  # the old code committed after the confirm: give it the time
+            while True:
+                rows = bot.query("SELECT message_id, text FROM messages WHERE chat_id = %s", (group,))
+                if len(rows) >= len(want) or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            got = dict(rows)
+            lost = sorted(set(want) - set(got))
+            texts = [text for _, text in rows]
+            duplicated = len(texts) - len(set(texts))
+            assert len(want) > kills * 500
+            assert (len(lost), duplicated) == (0, 0), (
+                f"{len(want)} accepted, {len(rows)} stored, {len(lost)} lost (message ids {lost[:1]} to"
+                f" {lost[-1:]}), {duplicated} duplicated")
+            assert all(got[mid] == text for mid, text in want.items())
+        finally:
+            flowing.clear()
+            thread.join(30)
+            bot.stop()
+            pg_server.drop_db("app_kill9")
 
 
 def test_a_stalled_metrics_write_does_not_stall_the_bot(pg_server, tmp_path) -> None:
