@@ -79,7 +79,7 @@ def parts() -> list[Part]:
         Part("lab", [pytest, "tests/lab"], lab=True, rank=3),
         Part("infra", [pytest, "tests/infra", "--ignore=tests/infra/test_multihost.py"], lab=True, rank=6),
         # db1 + bot1 + bot2 in a lab home of their own (.cache/lab-multihost): one slot, three hosts
-        Part("multihost", [pytest, "tests/infra/test_multihost.py"], lab=True, rank=7),
+        Part("infra:multihost", [pytest, "tests/infra/test_multihost.py"], lab=True, rank=7),
     ]
     for group, (host, files) in [("a", ("pb1", files_a)), *PLAYBOOK_HOSTS.items()]:
         result.append(

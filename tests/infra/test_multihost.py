@@ -6,7 +6,7 @@ bot log); update.yml rolls through the standby first, then the active host; `--c
 
 Its own lab home (.cache/lab-multihost, LAB_HOME) keeps these hosts out of the inventory of the other lab
 tests of the checkout (the lab inventory lists every running host of a lab home). Run alone:
-`.venv/bin/pytest tests/infra/test_multihost.py` (scripts/test_parts.py part `multihost`).
+`.venv/bin/pytest tests/infra/test_multihost.py` (scripts/test_parts.py part `infra:multihost`).
 """
 
 from __future__ import annotations
@@ -201,7 +201,9 @@ def test_one_active_poller_and_a_warm_standby(multihost: dict):
 
 
 @pytest.mark.runbook("Outage | Resolution: fail over to a warm standby (old poller stopped first, no 409)")
-@pytest.mark.runbook("Update | Several bot hosts: standbys first (release verified with the CLI), then the active poller")  # noqa: E501
+@pytest.mark.runbook(
+    "Update | Several bot hosts: standbys first (release verified with the CLI), then the active poller"
+)
 def test_failover_then_rolling_update(multihost: dict):
     logs = multihost["logs"]
     started = time.time() - 1
