@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -228,3 +229,37 @@ def test_failover_then_rolling_update(multihost: dict):
         assert not conflicts(host, started), f"409 Conflict on {host} during the update"
     assert unit(STANDBY) == ("active", "enabled") and unit(ACTIVE)[0] != "active"
     message_flows("multihost after the update", via=ACTIVE)
+
+
+def broken_release(tmp_path: Path) -> Path:
+    """A copy of the bot source whose release adds a migration, then exits at start (a crash loop)."""
+    src = tmp_path / "broken"
+    for item in ("bot", "pyproject.toml", "README.md", "constraints.txt"):
+        (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
+    (src / "bot/migrations/900_ops_broken_release.sql").write_text("CREATE TABLE ops_broken_marker (id int);")
+    app = src / "bot/app.py"
+    app.write_text(app.read_text() + "\n\ndef run(env):  # broken on purpose\n    raise SystemExit(3)\n")
+    return src
+
+
+def test_failed_update_restores_the_shared_database(multihost: dict, tmp_path: Path):
+    """The database on db1: the active poller's go-live dumps it after the stop with the bot's login (TLS),
+    migrates, crashes; the rollback moves the dump to db1, restores it there (staged, swapped by rename) and
+    the previous release answers again."""
+    active = sh(ACTIVE, "cat /etc/psychochauffeur/active-host")
+    standby = ACTIVE if active == STANDBY else STANDBY
+    before = sh(active, f"readlink -f {APP}/current")
+    broken = f"{multihost['version']}-broken"
+    text = playbook("update.yml", "--limit", active, "-e", f"bot_version={broken}",
+                    "-e", f"bot_source_dir={broken_release(tmp_path)}",
+                    log=multihost["logs"] / "update-broken.log", check=False)  # fmt: skip
+    assert re.search(rf"rolled back to {re.escape(before.rsplit('/', 1)[1])} in", text), text[-3000:]
+    assert "ROLLBACK FAILED" not in text and "database restored from" in text
+    assert sh(active, f"readlink -f {APP}/current") == before
+    assert unit(active) == ("active", "enabled")
+    sql = "SELECT to_regclass('ops_broken_marker') IS NULL"
+    assert sh(DB, f"runuser -u postgres -- psql -X -At -d psychochauffeur_bot -c {shlex.quote(sql)}") == "t"
+    dump = f"/var/backups/psychochauffeur-bot/pre-update/{broken}.dump"
+    assert sh(DB, f"stat -c '%a %U' {dump}") == "600 postgres"
+    assert sh(active, f"test -e {dump} && echo here || echo moved") == "moved"
+    message_flows("multihost after a rollback", via=standby)
