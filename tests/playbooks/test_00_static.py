@@ -141,8 +141,19 @@ def _bot_unit(**overrides) -> str:
               "bot_current_link": "/opt/x/current", "bot_env_file": "/opt/x/.env", "bot_log_dir": "/l",
               "bot_data_dir": "/d", "bot_shared_dir": "/s", "bot_sandbox_enabled": False,
               "bot_private_users": True, "bot_ip_deny_private": True, "bot_ip_allow": [],
-              "bot_dns_servers": []} | overrides
+              "bot_dns_servers": [], "bot_sandbox_here": False, "bot_peers": ["h1"],
+              "inventory_hostname": "h1", "bot_active_record_file": "/etc/ps/active"} | overrides
+    # vars/main.yml adds a database or sandbox on another host to bot_ip_allow
+    values.setdefault("bot_ip_allow_effective", values["bot_ip_allow"])
     return env.get_template("psychochauffeur-bot.service.j2").render(**values)
+
+
+def test_bot_unit_starts_only_on_the_recorded_active_peer():
+    """Several peers: ExecCondition skips a start on a standby (one poller per token); one host: none."""
+    assert "ExecCondition" not in _bot_unit()
+    unit = _bot_unit(bot_peers=["h1", "h2"])
+    lines = [line for line in unit.splitlines() if line.startswith("ExecCondition=")]
+    assert lines == ["ExecCondition=/bin/sh -c 'test ! -e /etc/ps/active || grep -qx h1 /etc/ps/active'"]
 
 
 def test_bot_unit_denies_private_destinations():

@@ -14,11 +14,19 @@
 #   back UNIT APP_DIR VERSION DB KEEP_FILE
 #       stop UNIT, put the messages of KEEP_FILE back (when it exists; ON CONFLICT DO NOTHING), current →
 #       releases/VERSION, reset-failed + start UNIT (go_live's rescue and rollback.yml; KEEP_FILE may be '').
+#
+# The database: here, as postgres over the Unix socket; or, when the caller sets PGHOST (database on another
+# host: PGHOST, PGPORT, PGUSER, PGSSLMODE and PGPASSFILE, the bot's own login), over TCP as that user, which
+# owns the bot database. Dumps and KEEP_FILE are files on this host either way.
 set -euo pipefail
 cd /
 
-q() {  # q DB SQL: one value from psql as postgres
-    runuser -u postgres -- psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"
+pg() {  # pg CLIENT ARGS: a PostgreSQL client as postgres here, or with the caller's PG* connection
+    if [ -n "${PGHOST:-}" ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+q() {  # q DB SQL: one value from psql
+    pg psql -X -At -v ON_ERROR_STOP=1 -d "$1" -c "$2"
 }
 
 schema() {  # applied migrations, "1,2,900" ("" before the first one)
@@ -63,8 +71,8 @@ in)
     if [ -n "$dump" ]; then
         max=$(max_message "$db")
         echo "max_message=$max"
-        runuser -u postgres -- pg_dump -Fc -f "$dump.part" "$db"
-        runuser -u postgres -- pg_restore --list "$dump.part" > /dev/null
+        pg pg_dump -Fc -f "$dump.part" "$db"
+        pg_restore --list "$dump.part" > /dev/null
         mv -f "$dump.part" "$dump"
         echo "dump=$dump"
         migrated=$(PSYCHOCHAUFFEUR_RELEASE="$app/releases/$version" "$cli" --json db migrate)
@@ -83,7 +91,7 @@ aside)
     if [ "$restore" = true ] && [ "$now" != "$before" ]; then
         echo "restore=true"
         if [ "$max" -ge 0 ]; then
-            runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "\\copy (SELECT chat_id, message_id,
+            pg psql -X -q -v ON_ERROR_STOP=1 -d "$db" -c "\\copy (SELECT chat_id, message_id,
                 user_id, text, timestamp FROM messages WHERE id > $max) TO '$keep'"
             echo "set_aside=$(wc -l < "$keep")"
         fi
@@ -97,7 +105,7 @@ back)
     test -f "$app/releases/$version/.release-complete" || { echo "no complete release $version" >&2; exit 3; }
     systemctl stop "$unit"
     if [ -n "$keep" ] && [ -f "$keep" ]; then
-        runuser -u postgres -- psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" <<SQL | sed 's/^/kept=/'
+        pg psql -X -q -At -v ON_ERROR_STOP=1 -d "$db" <<SQL | sed 's/^/kept=/'
 CREATE TEMP TABLE kept (chat_id bigint, message_id bigint, user_id bigint, text text, timestamp timestamptz);
 \\copy kept FROM '$keep'
 WITH ins AS (INSERT INTO messages (chat_id, message_id, user_id, text, timestamp) SELECT * FROM kept
