@@ -271,8 +271,8 @@ class Runner:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("parts", nargs="*", help="part names or groups (default: all)")
-    ap.add_argument("--lab-slots", type=int, default=int(os.environ.get("TEST_LAB_SLOTS", "5")),
-                    help="lab parts running at once (default 5, env TEST_LAB_SLOTS)")  # fmt: skip
+    ap.add_argument("--lab-slots", type=int, default=int(os.environ.get("TEST_LAB_SLOTS", "6")),
+                    help="lab parts running at once (default 6, env TEST_LAB_SLOTS)")  # fmt: skip
     ap.add_argument("--tail", type=int, default=60, help="log lines printed for a failed part")
     ap.add_argument("--list", action="store_true", help="list the parts and exit")
     args = ap.parse_args()
