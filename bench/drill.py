@@ -172,14 +172,15 @@ def longest_gap(stamps: list[float], since: float, until: float) -> float:
     return max(b - a for a, b in zip(points[:end], points[1 : end + 1], strict=True))
 
 
-def source_tree(root: Path, name: str, break_it: bool = False) -> Path:
-    """A copy of the bot source; break_it: run() exits 3 at start and a migration is added."""
+def source_tree(root: Path, name: str, break_it: bool = False, marker: str = "drill") -> Path:
+    """A copy of the bot source (a release); break_it: run() exits 3 at start and a migration is added that
+    creates the table <marker>_broken_marker. The playbook tests build their releases with it too."""
     src = root / name
     for item in ("bot", "pyproject.toml", "README.md", "constraints.txt"):
         (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
     if break_it:
-        (src / "bot/migrations/900_drill_broken_release.sql").write_text(
-            "CREATE TABLE drill_broken_marker (id int);\n"
+        (src / f"bot/migrations/900_{marker}_broken_release.sql").write_text(
+            f"CREATE TABLE {marker}_broken_marker (id int);\n"
         )
         app = src / "bot/app.py"
         app.write_text(

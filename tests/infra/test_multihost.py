@@ -15,7 +15,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from bench.drill import source_tree
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_HOME = REPO / ".cache" / "lab-multihost"
@@ -231,17 +232,6 @@ def test_failover_then_rolling_update(multihost: dict):
     message_flows("multihost after the update", via=ACTIVE)
 
 
-def broken_release(tmp_path: Path) -> Path:
-    """A copy of the bot source whose release adds a migration, then exits at start (a crash loop)."""
-    src = tmp_path / "broken"
-    for item in ("bot", "pyproject.toml", "README.md", "constraints.txt"):
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
-    (src / "bot/migrations/900_ops_broken_release.sql").write_text("CREATE TABLE ops_broken_marker (id int);")
-    app = src / "bot/app.py"
-    app.write_text(app.read_text() + "\n\ndef run(env):  # broken on purpose\n    raise SystemExit(3)\n")
-    return src
-
-
 def test_failed_update_restores_the_shared_database(multihost: dict, tmp_path: Path):
     """The database on db1: the active poller's go-live dumps it after the stop with the bot's login (TLS),
     migrates, crashes; the rollback moves the dump to db1, restores it there (staged, swapped by rename) and
@@ -251,7 +241,7 @@ def test_failed_update_restores_the_shared_database(multihost: dict, tmp_path: P
     before = sh(active, f"readlink -f {APP}/current")
     broken = f"{multihost['version']}-broken"
     text = playbook("update.yml", "--limit", active, "-e", f"bot_version={broken}",
-                    "-e", f"bot_source_dir={broken_release(tmp_path)}",
+                    "-e", f"bot_source_dir={source_tree(tmp_path, 'broken', break_it=True, marker='ops')}",
                     log=multihost["logs"] / "update-broken.log", check=False)  # fmt: skip
     assert re.search(rf"rolled back to {re.escape(before.rsplit('/', 1)[1])} in", text), text[-3000:]
     assert "ROLLBACK FAILED" not in text and "database restored from" in text
@@ -263,3 +253,24 @@ def test_failed_update_restores_the_shared_database(multihost: dict, tmp_path: P
     assert sh(DB, f"stat -c '%a %U' {dump}") == "600 postgres"
     assert sh(active, f"test -e {dump} && echo here || echo moved") == "moved"
     message_flows("multihost after a rollback", via=standby)
+
+
+def db_sql(sql: str) -> str:
+    return sh(DB, f"runuser -u postgres -- psql -X -At -d psychochauffeur_bot -c {shlex.quote(sql)}")
+
+
+@pytest.mark.runbook("Data recovery | Point-in-time recovery on the database host (three hosts)")
+def test_point_in_time_restore_on_the_database_host(multihost: dict):
+    """restore.yml -e target_time on the three hosts: pgBackRest restores db1 (the active bot host's play,
+    delegated to the DB host) to a moment between two writes; the bot hosts keep answering from it."""
+    a, b = -7601, -7602
+    db_sql(f"DELETE FROM chats WHERE chat_id IN ({a}, {b})")
+    db_sql(f"INSERT INTO chats(chat_id, chat_type, title) VALUES ({a}, 'group', 'pitr A: before T')")
+    target = db_sql("SELECT clock_timestamp()")  # after A's commit, before B's
+    db_sql(f"INSERT INTO chats(chat_id, chat_type, title) VALUES ({b}, 'group', 'pitr B: after T')")
+    playbook("restore.yml", "-e", f"target_time={target}", log=multihost["logs"] / "restore-pitr.log")
+    assert db_sql(f"SELECT count(*) FROM chats WHERE chat_id = {a}") == "1"
+    assert db_sql(f"SELECT count(*) FROM chats WHERE chat_id = {b}") == "0"
+    assert db_sql("SELECT pg_is_in_recovery()") == "f"
+    active = sh(ACTIVE, "cat /etc/psychochauffeur/active-host")
+    message_flows("multihost after a point-in-time restore", via=active)

@@ -21,6 +21,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.drill import source_tree as bench_source_tree
+
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 HOST = os.environ.get("PLAYBOOKS_LAB_HOST", "pb1")
@@ -148,6 +150,20 @@ def sandbox(*args: object) -> str:
     return host_sh(f"{py} -c {shlex.quote(SANDBOX)} {' '.join(map(str, args))}").stdout.strip()
 
 
+def control_node_playbook(inventory: str, playbook: str, *args: str) -> tuple[int, str]:
+    """ansible-playbook with inventories/<inventory> on the control node only (refusals that must come before
+    any host is contacted): its exit code and output, whitespace collapsed."""
+    proc = subprocess.run(
+        [str(REPO / ".venv/bin/ansible-playbook"), "-i", f"inventories/{inventory}",
+         f"playbooks/{playbook}.yml", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
+    )  # fmt: skip
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
 def current() -> str:
     return host_sh("readlink /opt/psychochauffeur-bot/current").stdout.strip().split("/")[-1]
 
@@ -155,12 +171,10 @@ def current() -> str:
 def source_tree(
     tmp_path, name: str, break_it: bool = False, bad_migration: bool = False, dies_after: int = 0
 ):
-    """A copy of the bot source (a release); break_it makes the bot exit at start and adds a migration;
-    bad_migration adds two migrations, the second of which fails; dies_after makes a working bot (with a
-    migration) exit after that many seconds."""
-    src = tmp_path / name
-    for item in ("bot", "pyproject.toml", "README.md", "constraints.txt"):
-        (shutil.copytree if (REPO / item).is_dir() else shutil.copy)(REPO / item, src / item)
+    """A copy of the bot source (a release: bench/drill.py's source_tree); break_it makes the bot exit at
+    start and adds a migration; bad_migration adds two migrations, the second of which fails; dies_after makes
+    a working bot (with a migration) exit after that many seconds."""
+    src = bench_source_tree(tmp_path, name, break_it=break_it, marker="ops")
     if bad_migration:
         (src / "bot/migrations/901_ops_first.sql").write_text("CREATE TABLE ops_first_of_two (id int);\n")
         (src / "bot/migrations/902_ops_second.sql").write_text(
@@ -174,14 +188,6 @@ def source_tree(
             + "\n\n_run = run\n\n\ndef run(env):  # works, then dies\n"
             + f"    import os, threading\n    threading.Timer({dies_after}, os._exit, (3,)).start()\n"
             + "    return _run(env)\n"
-        )
-    if break_it:
-        (src / "bot/migrations/900_ops_broken_release.sql").write_text(
-            "CREATE TABLE ops_broken_marker (id int);\n"
-        )
-        app = src / "bot/app.py"
-        app.write_text(
-            app.read_text() + "\n\ndef run(env):  # deliberately broken release\n    raise SystemExit(3)\n"
         )
     return src
 

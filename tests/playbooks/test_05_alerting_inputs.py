@@ -3,11 +3,8 @@ outside the lab, and a malformed webhook URL is refused without being printed.""
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import pytest
-from pbhelpers import REPO
+from pbhelpers import control_node_playbook
 
 
 @pytest.mark.runbook("Monitoring | Alerting is a required input outside the lab (refused before any change)")
@@ -15,15 +12,8 @@ from pbhelpers import REPO
 def test_site_refuses_an_inventory_without_alerting(inventory):
     """The shipped example inventories set no webhook: site.yml stops on the control node with the variable's
     name and an example, before any host is contacted (their addresses are documentation ranges)."""
-    proc = subprocess.run(
-        [str(REPO / ".venv/bin/ansible-playbook"), "-i", f"inventories/{inventory}", "playbooks/site.yml"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )
-    out = " ".join((proc.stdout + proc.stderr).split())
-    assert proc.returncode != 0, out
+    rc, out = control_node_playbook(inventory, "site")
+    assert rc != 0, out
     assert "monitoring_alert_webhook_url is required for this inventory" in out
     assert 'e.g. monitoring_alert_webhook_url: "{{ vault_monitoring_alert_webhook_url }}"' in out
     assert "Gathering Facts" not in out
@@ -32,16 +22,10 @@ def test_site_refuses_an_inventory_without_alerting(inventory):
 
 
 def test_site_refuses_a_malformed_webhook_without_printing_it():
-    proc = subprocess.run(
-        [str(REPO / ".venv/bin/ansible-playbook"), "-i", "inventories/production", "playbooks/site.yml",
-         "-e", "monitoring_alert_webhook_url=ftp://hooks.example.org/secretTokenPart"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-    )  # fmt: skip
-    out = " ".join((proc.stdout + proc.stderr).split())
-    assert proc.returncode != 0, out
+    rc, out = control_node_playbook(
+        "production", "site", "-e", "monitoring_alert_webhook_url=ftp://hooks.example.org/secretTokenPart"
+    )
+    assert rc != 0, out
     assert "monitoring_alert_webhook_url must be an http(s) URL (e.g. https://hooks.example.org/" in out
     assert "secretTokenPart" not in out
     assert "Gathering Facts" not in out and "changed=0" in out.split("PLAY RECAP")[-1]

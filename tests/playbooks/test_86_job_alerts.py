@@ -7,12 +7,10 @@ converge are test_85_alerts.py's fixture; this file runs on its own so it can us
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 
 import pytest
-from pbhelpers import REPO, host_sh, run_playbook
+from pbhelpers import REPO, control_node_playbook, host_sh, run_playbook
 from test_85_alerts import HOOK_PATH, RECEIVED, received, webhook  # noqa: F401 (webhook: the fixture)
 
 UNIT = "psychochauffeur-backup-daily.service"
@@ -76,16 +74,8 @@ def test_cron_mails_failed_runs_and_mailto_is_required_outside_the_lab(tmp_path)
         vars_file = tmp_path / f"vars-{inventory}.json"
         refused_paths = {key: str(refused / key) for key in SCHEDULE_PATHS}
         vars_file.write_text(json.dumps({**extravars, **refused_paths, **extra}))
-        proc = subprocess.run(
-            [str(REPO / ".venv/bin/ansible-playbook"), "-i", f"inventories/{inventory}",
-             "playbooks/schedule.yml", "-e", f"@{vars_file}"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            env={**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"},
-        )  # fmt: skip
-        out = " ".join((proc.stdout + proc.stderr).split())
-        assert proc.returncode != 0, out
+        rc, out = control_node_playbook(inventory, "schedule", "-e", f"@{vars_file}")
+        assert rc != 0, out
         assert "schedule_mailto must name who gets the output of a failed scheduled run (cron MAILTO)" in out
         assert "changed=0" in out.split("PLAY RECAP")[-1], out
         assert not refused.exists()
