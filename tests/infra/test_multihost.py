@@ -116,7 +116,9 @@ def message_flows(text: str, via: str) -> None:
 
 def conflicts(host: str, since: float) -> str:
     """409 / Conflict lines the bot wrote since `since` (journal and its log files)."""
-    pattern, at = "'409|conflict'", f"@{int(since)}"
+    # the bot's own record of a 409 (API003) and PTB's "Conflict: terminated by other getUpdates request";
+    # not a bare 409, which matches timestamps (".409+00:00")
+    pattern, at = "'API003|conflict'", f"@{int(since)}"
     journal = f"journalctl -u psychochauffeur-bot --since={at} --no-pager -o cat | grep -iE {pattern}"
     files = f"find {APP}/shared/logs -name '*.log' -newermt {at} -exec grep -ihE {pattern} {{}} +"
     return sh(host, f"{journal}; {files}", check=False)
@@ -268,7 +270,8 @@ def test_point_in_time_restore_on_the_database_host(multihost: dict):
     db_sql(f"INSERT INTO chats(chat_id, chat_type, title) VALUES ({a}, 'group', 'pitr A: before T')")
     target = db_sql("SELECT clock_timestamp()")  # after A's commit, before B's
     db_sql(f"INSERT INTO chats(chat_id, chat_type, title) VALUES ({b}, 'group', 'pitr B: after T')")
-    playbook("restore.yml", "-e", f"target_time={target}", log=multihost["logs"] / "restore-pitr.log")
+    pitr = json.dumps({"target_time": target})  # one extra var: the time has a space in it
+    playbook("restore.yml", "-e", pitr, log=multihost["logs"] / "restore-pitr.log")
     assert db_sql(f"SELECT count(*) FROM chats WHERE chat_id = {a}") == "1"
     assert db_sql(f"SELECT count(*) FROM chats WHERE chat_id = {b}") == "0"
     assert db_sql("SELECT pg_is_in_recovery()") == "f"
