@@ -281,7 +281,7 @@ def test_a_failed_job_alerts_at_once_through_the_webhook(host, fresh):
     host.run_test("systemctl daemon-reload; systemctl reset-failed %s %s || true", job, alert_unit)
     try:
         assert host.run(f"systemctl start {job}").rc != 0
-        for _ in range(120):  # OnFailure= starts the alert unit asynchronously
+        for _ in range(180):  # OnFailure= starts the alert unit asynchronously (it may wait for the journal)
             if hooks(host):
                 break
             host.run("sleep 0.5")
