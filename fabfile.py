@@ -83,8 +83,10 @@ def inventory_hosts(
 
 
 def render_vars(hv: dict, inventory_dir: Path) -> dict:
-    """Render the Jinja2 in connection variables (`ansible-inventory --list` prints them raw)."""
-    if not any(isinstance(v, str) and "{{" in v for v in hv.values()):
+    """Render the Jinja2 in connection variables (`ansible-inventory --list` prints them raw). Only those
+    (ansible_*): the others may need what only a play has (groups, hostvars) and Fabric does not use them."""
+    templated = [k for k, v in hv.items() if k.startswith("ansible_") and isinstance(v, str) and "{{" in v]
+    if not templated:
         return hv
     from ansible.parsing.dataloader import DataLoader
     from ansible.plugins.loader import init_plugin_loader
@@ -92,10 +94,7 @@ def render_vars(hv: dict, inventory_dir: Path) -> dict:
 
     init_plugin_loader()
     templar = Templar(loader=DataLoader(), variables={**hv, "inventory_dir": str(inventory_dir)})
-    return {
-        k: templar.template(trust_as_template(v)) if isinstance(v, str) and "{{" in v else v
-        for k, v in hv.items()
-    }
+    return {k: templar.template(trust_as_template(v)) if k in templated else v for k, v in hv.items()}
 
 
 def connection(name: str, hv: dict) -> Connection:
