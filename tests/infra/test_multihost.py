@@ -101,6 +101,20 @@ client.push(sys.argv[2], chat_id=int(sys.argv[3]), user_id=4712, username="multi
 """
 
 
+SENT = """
+import json, sys
+from bot.sandbox.client import SandboxClient
+client = SandboxClient(sys.argv[1])
+print(client.last_sent_id() if sys.argv[2] == "last" else json.dumps(client.sent(1001, int(sys.argv[2]))))
+"""
+
+
+def admin_chat(after: str) -> str:
+    """bot1's sandbox: its last sent id (after="last"), or what admin chat 1001 got after that id (JSON)."""
+    address = json.loads(lab("status", "--json", ACTIVE).stdout)[0]["address"]
+    return sh(ACTIVE, f"{APP}/current/venv/bin/python -c {shlex.quote(SENT)} http://{address}:8081 {after}")
+
+
 def message_flows(text: str, via: str) -> None:
     """Push /start and a group message through the sandbox (run on `via`, any bot host): /start is answered by
     whichever host polls, and the group message lands in db1's messages table."""
@@ -223,6 +237,7 @@ def test_failover_then_rolling_update(multihost: dict):
         assert not conflicts(host, started), f"409 Conflict on {host} during the failover"
     # Rolling update: the standby (now bot1) first, then the active poller (bot2).
     new = f"{multihost['version']}-rolled"
+    before = admin_chat("last")
     text = playbook("update.yml", "-e", f"bot_version={new}", log=logs / "update.yml.log")
     main_play = text.split("PLAY [Update | one host at a time", 1)[1]  # serial: one header per batch
     first_seen = [m.group(1) for m in re.finditer(r"^(?:ok|changed): \[(bot\d)\]", main_play, re.MULTILINE)]
@@ -231,6 +246,9 @@ def test_failover_then_rolling_update(multihost: dict):
         assert sh(host, f"readlink -f {APP}/current") == f"{APP}/releases/{new}"
         assert not conflicts(host, started), f"409 Conflict on {host} during the update"
     assert unit(STANDBY) == ("active", "enabled") and unit(ACTIVE)[0] != "active"
+    # notify users: one notice, from the host that went live (a standby's release is not live)
+    notices = [m["text"] for m in json.loads(admin_chat(before)) if "updated from" in (m.get("text") or "")]
+    assert len(notices) == 1 and f"on {STANDBY} updated from" in notices[0], notices
     message_flows("multihost after the update", via=ACTIVE)
 
 
