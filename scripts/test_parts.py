@@ -85,7 +85,11 @@ def parts() -> list[Part]:
     files_a = sorted(p.name for p in tests.glob("test_*.py") if p.name not in elsewhere)
     result = [
         Part("lint", ["bash", "-c", f"{BIN}/ruff check . && {BIN}/ansible-lint"], rank=1),
-        Part("bot", [pytest, "tests/bot", "tests/bench", *map(str, REPO.glob("tests/test_*.py"))], rank=9),
+        Part(
+            "bot",
+            [pytest, "tests/bot", "tests/bench", "tests/scripts", *map(str, REPO.glob("tests/test_*.py"))],
+            rank=9,
+        ),
         Part("lab", [pytest, "tests/lab"], lab=True, rank=3),
         Part("infra", [pytest, "tests/infra", "--ignore=tests/infra/test_multihost.py"], lab=True, rank=6),
         # db1 + bot1 + bot2 in a lab home of their own (.cache/lab-multihost): one slot, three hosts
@@ -131,6 +135,44 @@ def select(all_parts: list[Part], wanted: list[str]) -> list[Part]:
     return chosen
 
 
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat (all cores)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
+
+
+class CpuMeter:
+    """Machine-wide CPU use during the run, sampled every 30 s: tells a CPU-bound run (every core busy, so
+    more parts side by side cannot help) from one that waits on hosts."""
+
+    def __init__(self) -> None:
+        self.start = self.last = cpu_times()
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def _sample(self) -> None:
+        while not self.stop.wait(30):
+            now = cpu_times()
+            if now[1] > self.last[1]:
+                self.samples.append((now[0] - self.last[0]) / (now[1] - self.last[1]))
+            self.last = now
+
+    def rows(self) -> list[str]:
+        self.stop.set()
+        busy, total = (b - a for a, b in zip(self.start, cpu_times(), strict=True))
+        cores = os.cpu_count() or 1
+        saturated = sum(s >= 0.95 for s in self.samples)
+        share = busy / max(total, 1)
+        return [
+            f"| machine CPU busy (all processes, {cores} cores) | | {busy:.0f} s = {share:.0%} |",
+            f"| 30-s samples with every core ≥ 95 % busy | | {saturated} of {len(self.samples)} |",
+            f"| wall clock if CPU were the only limit (busy / cores) | | {busy / cores:.0f} |",
+        ]
+
+
 class Runner:
     def __init__(self, todo: list[Part], lab_slots: int, tail: int) -> None:
         self.todo = sorted(todo, key=lambda p: -p.rank)
@@ -140,6 +182,7 @@ class Runner:
         self.queue = [p for p in self.todo if p.lab]  # lab parts waiting for a slot, longest first
         self.tail = tail
         self.t0 = time.monotonic()
+        self.cpu = CpuMeter()
         self.lock = threading.Lock()
         self.procs: dict[str, subprocess.Popen] = {}
         self.image_ready = threading.Event()
@@ -265,6 +308,7 @@ class Runner:
         busy = sum(p.took for p in self.todo)
         rows.append(f"| **wall clock** | | **{wall:.0f}** |")
         rows.append(f"| sum of parts | | {busy:.0f} |")
+        rows += self.cpu.rows()
         return "\n".join(rows)
 
 
