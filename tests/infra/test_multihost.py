@@ -105,12 +105,19 @@ SENT = """
 import json, sys
 from bot.sandbox.client import SandboxClient
 client = SandboxClient(sys.argv[1])
-print(client.last_sent_id() if sys.argv[2] == "last" else json.dumps(client.sent(1001, int(sys.argv[2]))))
+if sys.argv[2] == "hello":  # the sandbox, like Telegram, only sends to chats it has seen
+    after = client.last_sent_id()
+    client.push("/start", chat_id=1001, user_id=1001, chat_type="private", username="opsadmin")
+    client.wait_for(1001, count=1, timeout=60, after=after, method="sendMessage")
+    print(client.last_sent_id())
+else:
+    print(json.dumps(client.sent(1001, int(sys.argv[2]))))
 """
 
 
 def admin_chat(after: str) -> str:
-    """bot1's sandbox: its last sent id (after="last"), or what admin chat 1001 got after that id (JSON)."""
+    """bot1's sandbox: admin chat 1001 seen, and the last sent id then (after="hello"), or what the chat got
+    after that id (JSON)."""
     address = json.loads(lab("status", "--json", ACTIVE).stdout)[0]["address"]
     return sh(ACTIVE, f"{APP}/current/venv/bin/python -c {shlex.quote(SENT)} http://{address}:8081 {after}")
 
@@ -237,7 +244,7 @@ def test_failover_then_rolling_update(multihost: dict):
         assert not conflicts(host, started), f"409 Conflict on {host} during the failover"
     # Rolling update: the standby (now bot1) first, then the active poller (bot2).
     new = f"{multihost['version']}-rolled"
-    before = admin_chat("last")
+    before = admin_chat("hello")
     text = playbook("update.yml", "-e", f"bot_version={new}", log=logs / "update.yml.log")
     main_play = text.split("PLAY [Update | one host at a time", 1)[1]  # serial: one header per batch
     first_seen = [m.group(1) for m in re.finditer(r"^(?:ok|changed): \[(bot\d)\]", main_play, re.MULTILINE)]
