@@ -40,8 +40,7 @@ def _status_entry(state: dict) -> dict:
 
 def inventory(host_name: str | None) -> dict:
     """Ansible dynamic-inventory JSON of the running hosts (SSH settings: inventories/lab/group_vars)."""
-    states = [host.load(n) for n in host.names()]
-    states = [s for s in states if host.is_running(s)]
+    states = [s for s in host.existing() if host.is_running(s)]
     hostvars = {
         s["name"]: {
             "ansible_host": s["address"],
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 host.down([n for n in args.names if not args.missing_ok or n in host.names()])
         elif args.cmd == "status":
-            states = [host.load(n) for n in (args.names or host.names())]
+            states = [host.load(n) for n in args.names] if args.names else host.existing()
             if args.json:
                 print(json.dumps([_status_entry(s) for s in states], indent=2))
             else:

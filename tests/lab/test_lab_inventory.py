@@ -38,3 +38,19 @@ def test_lab_ssh_settings_live_only_in_the_lab_inventory():
     cfg = (REPO / "ansible.cfg").read_text()
     assert "StrictHostKeyChecking" not in cfg and "UserKnownHostsFile" not in cfg
     assert "StrictHostKeyChecking=no" in (REPO / "inventories/lab/group_vars/lab.yml").read_text()
+
+
+def test_a_host_removed_while_the_inventory_is_read_is_left_out(tmp_path, monkeypatch):
+    """Another part's `lab down` between the listing and the read: the others are still listed, no error."""
+    from lab import cli, host
+
+    monkeypatch.setattr(host, "HOSTS_DIR", tmp_path)
+    (tmp_path / "alive").mkdir()
+    alive = {"name": "alive", "address": "10.9.0.2", "image": "base", "gateway": "10.9.0.1"}
+    alive["groups"] = ["lab9"]
+    (tmp_path / "alive" / "state.json").write_text(json.dumps(alive))
+    monkeypatch.setattr(host, "names", lambda: ["alive", "gone"])  # "gone" was listed, then removed
+    monkeypatch.setattr(host, "is_running", lambda state: True)
+    inv = cli.inventory(None)
+    assert inv["lab"]["hosts"] == ["alive"] and inv["lab9"]["hosts"] == ["alive"]
+    assert inv["_meta"]["hostvars"]["alive"]["ansible_host"] == "10.9.0.2"
