@@ -40,19 +40,29 @@ def _bin(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
+def _inventory_list(inventory: str | os.PathLike) -> str:
+    """`ansible-inventory --list`, read a second time if the first read fails: a dynamic inventory (the lab's)
+    can change while it is read. A second failure stops the task with Ansible's own message."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG)}
+    cmd = [_bin("ansible-inventory"), "-i", str(inventory), "--list"]
+    for attempt in (1, 2):
+        res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+        if res.returncode == 0:
+            return res.stdout
+        detail = res.stderr.strip() or res.stdout.strip() or "(no output)"
+        if attempt == 1:
+            print(
+                f"ansible-inventory -i {inventory} failed ({res.returncode}), reading it again:\n{detail}",
+                file=sys.stderr,
+            )
+    raise Exit(f"cannot read the inventory: `{' '.join(cmd)}` exited {res.returncode}:\n{detail}", code=2)
+
+
 def inventory_hosts(
     inventory: str | os.PathLike = DEFAULT_INVENTORY, group: str = DEFAULT_GROUP, limit: str = ""
 ) -> dict[str, dict]:
     """Hostvars of every host in `group` (recursively), optionally narrowed to `limit` names."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG)}
-    out = subprocess.run(
-        [_bin("ansible-inventory"), "-i", str(inventory), "--list"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=env,
-    ).stdout
-    data = json.loads(out)
+    data = json.loads(_inventory_list(inventory))
     hostvars = data.get("_meta", {}).get("hostvars", {})
 
     def members(name: str, seen: set[str]) -> list[str]:

@@ -436,8 +436,11 @@ def down(names_: list[str]) -> None:
             if mnt == str(root) or mnt.startswith(str(root) + "/"):
                 run(["umount", "-l", mnt], check=False)
         run(["rm", "-rf", "--one-file-system", str(host_dir(n))])
-        # Ansible's fact cache (ansible.cfg) would hand the next host of this name stale facts.
-        (REPO / ".cache" / "ansible-facts" / n).unlink(missing_ok=True)
+        # Ansible's fact cache (ansible.cfg) would hand the next host of this name stale facts; its files
+        # are named after the host, with a schema prefix since ansible-core 2.19 (s1_NAME).
+        for f in (REPO / ".cache" / "ansible-facts").glob(f"*{n}"):
+            if re.fullmatch(rf"(s\d+_)?{re.escape(n)}", f.name):
+                f.unlink(missing_ok=True)
         with locked(LOCK):
             net.drop_bridge_if_unused()
             for d in _cgroup_dirs(n):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 from lab_helpers import REPO, down_quietly, lab, ssh, status
@@ -13,6 +14,8 @@ from lab_helpers import REPO, down_quietly, lab, ssh, status
 from lab import image
 from lab.common import HOSTS_DIR
 from lab.host import machine_name
+
+FACTS = REPO / ".cache" / "ansible-facts"
 
 
 def test_systemd_reaches_running(hosts):
@@ -137,6 +140,8 @@ def _traces(state: dict) -> dict[str, bool]:
         "tree": Path(state["root"]).exists(),
         "mount": state["root"] in Path("/proc/self/mountinfo").read_text(),
         "state": (HOSTS_DIR / state["name"]).exists(),
+        # Ansible's fact cache (its file names carry a schema prefix, e.g. s1_lab5)
+        "facts": any(re.fullmatch(rf"(s\d+_)?{state['name']}", f.name) for f in FACTS.glob("*")),
         "cgroup": any(
             Path(base, "lab", machine_name(state["name"])).exists()
             for base in ("/sys/fs/cgroup/systemd", "/sys/fs/cgroup/unified", "/sys/fs/cgroup")
@@ -157,6 +162,9 @@ def test_bridge_hosts_reach_each_other_and_down_leaves_nothing_behind():
         # lab3 opens lab4's SSH port across the bridge
         probe = f"exec 3<>/dev/tcp/{b['address']}/22 && head -c 7 <&3"
         assert ssh(a, f"bash -c '{probe}'").stdout == "SSH-2.0"
+        ansible = [str(Path(sys.executable).parent / "ansible"), "-i", "inventories/lab", ",".join(states)]
+        setup = [*ansible, "-m", "ansible.builtin.setup", "-a", "gather_subset=min"]
+        subprocess.run(setup, cwd=REPO, check=True, capture_output=True)  # writes the fact cache
         for s in states.values():
             assert all(_traces(s).values()), _traces(s)
         pid = p2p["pid"]

@@ -17,6 +17,18 @@ def fab(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([FAB, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
+def test_an_inventory_ansible_cannot_read_is_named_with_ansible_s_error(tmp_path):
+    """Read twice (a dynamic inventory can change while it is read), then Ansible's message, no traceback."""
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "hosts.yml").write_text("bot_hosts:\n  hosts:\n    one: {ansible_host: 192.0.2.1}\n")
+    (tmp_path / "group_vars" / "all.yml").write_text("a: [\n")
+    run = fab("status", "--inventory", str(tmp_path))
+    out = run.stdout + run.stderr
+    assert run.returncode == 2, out
+    assert "reading it again" in out and "cannot read the inventory" in out, out
+    assert "YAML parsing failed" in out and "Traceback" not in out, out
+
+
 @pytest.mark.runbook("Monitoring | Monitoring commands (status, tail -f logs)")
 def test_status_logs_health_restart(lab_host):
     status = fab("status", "--limit", lab_host)
