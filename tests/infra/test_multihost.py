@@ -90,45 +90,19 @@ def db_rows(text: str) -> int:
     )
 
 
-PUSH = """
-import sys
-from bot.sandbox.client import SandboxClient
-client = SandboxClient(sys.argv[1])
-after = client.last_sent_id()
-client.push("/start", chat_id=4712, user_id=4712, chat_type="private", username="multihost")
-print(client.wait_for(4712, count=1, timeout=60, after=after, method="sendMessage")[0]["text"][:40])
-client.push(sys.argv[2], chat_id=int(sys.argv[3]), user_id=4712, username="multihost")
-"""
-
-
-SENT = """
-import json, sys
-from bot.sandbox.client import SandboxClient
-client = SandboxClient(sys.argv[1])
-if sys.argv[2] == "hello":  # the sandbox, like Telegram, only sends to chats it has seen
-    after = client.last_sent_id()
-    client.push("/start", chat_id=1001, user_id=1001, chat_type="private", username="opsadmin")
-    client.wait_for(1001, count=1, timeout=60, after=after, method="sendMessage")
-    print(client.last_sent_id())
-else:
-    print(json.dumps(client.sent(1001, int(sys.argv[2]))))
-"""
-
-
-def admin_chat(after: str) -> str:
-    """bot1's sandbox: admin chat 1001 seen, and the last sent id then (after="hello"), or what the chat got
-    after that id (JSON)."""
+def chat(via: str, *args: object) -> str:
+    """`python -m bot.sandbox.chat ARGS` on `via` (any bot host) against bot1's sandbox, which listens on its
+    bridge address only: start CHAT, say CHAT TEXT, last, sent CHAT --after N."""
     address = json.loads(lab("status", "--json", ACTIVE).stdout)[0]["address"]
-    return sh(ACTIVE, f"{APP}/current/venv/bin/python -c {shlex.quote(SENT)} http://{address}:8081 {after}")
+    cli = f"{APP}/current/venv/bin/python -m bot.sandbox.chat --url http://{address}:8081"
+    return sh(via, f"{cli} {shlex.join(map(str, args))}")
 
 
 def message_flows(text: str, via: str) -> None:
     """Push /start and a group message through the sandbox (run on `via`, any bot host): /start is answered by
     whichever host polls, and the group message lands in db1's messages table."""
-    address = json.loads(lab("status", "--json", ACTIVE).stdout)[0]["address"]
-    url = f"http://{address}:8081"  # bot1's sandbox listens on its bridge address only
-    reply = sh(via, f"{APP}/current/venv/bin/python -c {shlex.quote(PUSH)} {url} {shlex.quote(text)} {CHAT}")
-    assert reply, "no answer to /start"
+    assert chat(via, "start", 4712, "--username", "multihost"), "no answer to /start"
+    chat(via, "say", CHAT, text, "--user", 4712, "--username", "multihost")
     deadline = time.monotonic() + 60
     while db_rows(text) != 1:
         assert time.monotonic() < deadline, f"{text!r} was not stored on {DB} within 60 s"
@@ -244,7 +218,8 @@ def test_failover_then_rolling_update(multihost: dict):
         assert not conflicts(host, started), f"409 Conflict on {host} during the failover"
     # Rolling update: the standby (now bot1) first, then the active poller (bot2).
     new = f"{multihost['version']}-rolled"
-    before = admin_chat("hello")
+    chat(ACTIVE, "start", 1001, "--username", "opsadmin")  # the sandbox only sends to chats it has seen
+    before = chat(ACTIVE, "last")
     text = playbook("update.yml", "-e", f"bot_version={new}", log=logs / "update.yml.log")
     main_play = text.split("PLAY [Update | one host at a time", 1)[1]  # serial: one header per batch
     first_seen = [m.group(1) for m in re.finditer(r"^(?:ok|changed): \[(bot\d)\]", main_play, re.MULTILINE)]
@@ -254,7 +229,7 @@ def test_failover_then_rolling_update(multihost: dict):
         assert not conflicts(host, started), f"409 Conflict on {host} during the update"
     assert unit(STANDBY) == ("active", "enabled") and unit(ACTIVE)[0] != "active"
     # notify users: one notice, from the host that went live (a standby's release is not live)
-    notices = [m["text"] for m in json.loads(admin_chat(before)) if "updated from" in (m.get("text") or "")]
+    notices = [t for t in json.loads(chat(ACTIVE, "sent", 1001, "--after", before)) if "updated from" in t]
     assert len(notices) == 1 and f"on {STANDBY} updated from" in notices[0], notices
     message_flows("multihost after the update", via=ACTIVE)
 

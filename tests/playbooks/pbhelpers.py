@@ -108,46 +108,16 @@ def psql(sql: str) -> str:
     ).stdout.strip()
 
 
-START_PROBE = """
-import sys
-from bot.sandbox.client import SandboxClient
-client = SandboxClient("http://127.0.0.1:8081")
-after = client.last_sent_id()
-client.push("/start", chat_id=4711, user_id=4711, chat_type="private", username="opsprobe")
-reply = client.wait_for(4711, count=1, timeout=60, after=after, method="sendMessage")[0]
-print(reply["text"])
-"""
+def sandbox(*args: object) -> str:
+    """`python -m bot.sandbox.chat ARGS` on the host (its sandbox is the bot's Telegram), with the live
+    release's Python: `start CHAT` (the reply), `last` (newest sent id), `sent CHAT --after N` (texts)."""
+    py = "/opt/psychochauffeur-bot/current/venv/bin/python"
+    return host_sh(f"{py} -m bot.sandbox.chat {shlex.join(map(str, args))}").stdout.strip()
 
 
 def start_reply() -> str:
     """Push /start through the host's sandbox (fake Telegram) and return the live bot's reply text."""
-    return host_sh(
-        f"/opt/psychochauffeur-bot/current/venv/bin/python -c {shlex.quote(START_PROBE)}"
-    ).stdout.strip()
-
-
-SANDBOX = """
-import json, sys
-from bot.sandbox.client import SandboxClient
-client = SandboxClient("http://127.0.0.1:8081")
-if sys.argv[1] == "last":
-    print(client.last_sent_id())
-elif sys.argv[1] == "hello":  # the sandbox, like Telegram, only sends to chats it has seen
-    after = client.last_sent_id()
-    chat = int(sys.argv[2])
-    client.push("/start", chat_id=chat, user_id=chat, chat_type="private", username="opsadmin")
-    client.wait_for(int(sys.argv[2]), count=1, timeout=60, after=after, method="sendMessage")
-else:
-    print(json.dumps([m["text"] for m in client.sent(chat_id=int(sys.argv[2]), after=int(sys.argv[3]))]))
-"""
-
-
-def sandbox(*args: object) -> str:
-    """The host's sandbox (fake Telegram): `last` (newest sent id), `hello CHAT` (the chat seen, as
-    Telegram only sends to chats it has seen), `sent CHAT AFTER` (JSON list of the texts sent to CHAT after
-    that id)."""
-    py = "/opt/psychochauffeur-bot/current/venv/bin/python"
-    return host_sh(f"{py} -c {shlex.quote(SANDBOX)} {' '.join(map(str, args))}").stdout.strip()
+    return sandbox("start", 4711, "--username", "opsprobe")
 
 
 def control_node_playbook(inventory: str, playbook: str, *args: str) -> tuple[int, str]:

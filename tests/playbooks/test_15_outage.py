@@ -23,7 +23,7 @@ def report_of(run) -> str:
 
 @pytest.mark.runbook("Outage | Impact, admin notice, watch after recovery, escalation")
 def test_outage_assesses_impact_tells_admins_and_watches(lab_host):
-    sandbox("hello", ADMIN_CHAT)
+    sandbox("start", ADMIN_CHAT, "--username", "opsadmin")
     psql(
         "INSERT INTO messages(chat_id, message_id, user_id, text) "
         "VALUES (-4343, 1, 4343, 'before the outage') ON CONFLICT DO NOTHING"
@@ -44,7 +44,7 @@ def test_outage_assesses_impact_tells_admins_and_watches(lab_host):
     assert f"admin chats told | ✅ OK | sent to {ADMIN_CHAT}" in report
     assert "| 1 | On-call engineer | immediate response | lab on-call @lab_oncall |" in report
     assert "| Telegram Support | @BotSupport |" in report
-    texts = json.loads(sandbox("sent", ADMIN_CHAT, after))
+    texts = json.loads(sandbox("sent", ADMIN_CHAT, "--after", after))
     first = f"PsychoChauffeur outage on {lab_host}: service inactive/dead"
     assert any(t.startswith(first) for t in texts), texts
     assert any("recovered and stable for 4 s" in t for t in texts), texts

@@ -21,7 +21,7 @@ def tree(lab_host, tmp_path_factory):
     src = source_tree(tmp_path_factory.mktemp("notice"), "good")
     git(src, "init", "-q")
     commit(src, "ops: notice base")
-    sandbox("hello", ADMIN_CHAT)
+    sandbox("start", ADMIN_CHAT, "--username", "opsadmin")
     return src
 
 
@@ -33,7 +33,7 @@ def update(version: str, src, **extra):
 
 
 def told_admins(after: int) -> list[str]:
-    return json.loads(sandbox("sent", ADMIN_CHAT, after))
+    return json.loads(sandbox("sent", ADMIN_CHAT, "--after", after))
 
 
 def head(src) -> str:
