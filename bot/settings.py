@@ -173,6 +173,10 @@ class Env(BaseModel):
     # max_connections (100 by default) bounds it for every client together.
     db_pool_size: int = Field(5, ge=1, le=100, alias="BOT_DB_POOL_SIZE")
     redis_url: Annotated[Secret, AfterValidator(_redis_url)] = Field("", alias="REDIS_URL")  # empty: no Redis
+    # Several bot hosts (one active poller, warm standbys): this host's inventory name and the file naming the
+    # active one (roles/bot bot_active_record_file). Empty: one host, always active.
+    host_name: str = Field("", alias="BOT_HOST_NAME")
+    active_host_file: Path | None = Field(None, alias="BOT_ACTIVE_HOST_FILE")
 
     @field_validator("weather_base_url")
     @classmethod
@@ -196,6 +200,16 @@ class Env(BaseModel):
             return cls.model_validate(raw)
         except ValidationError as exc:
             raise BotError("APP001", describe(exc, show_input=False)) from None
+
+    def standby_for(self) -> str | None:
+        """The active poller's name when this host is a warm standby, else None."""
+        if not (self.host_name and self.active_host_file):
+            return None
+        try:
+            active = self.active_host_file.read_text().strip()
+        except OSError:
+            return None  # no record yet: the unit's ExecCondition lets it start too
+        return active if active and active != self.host_name else None
 
     def secrets(self) -> list[str]:
         """Values that must never reach a log line (the database password included)."""

@@ -111,6 +111,11 @@ def check_process(env: Env, metrics: dict[str, Any] | None, now: datetime) -> Ch
         state, sub = unit.get("ActiveState", "unknown"), unit.get("SubState", "?")
         main_pid = unit.get("MainPID")
         details: dict[str, Any] = {"source": "systemd", **unit, "metrics_age_s": written_age}
+        active_peer = env.standby_for()
+        if state != "active" and active_peer:
+            return Check("process", "info", f"warm standby: {system.SERVICE_NAME} is {state} ({sub}) here, "
+                         f"{active_peer} polls (failover.yml makes this host active)",
+                         details={**details, "standby_for": active_peer})  # fmt: skip
         if state != "active":
             return Check("process", "critical", f"systemd unit {system.SERVICE_NAME} is {state} ({sub})",
                          details=details)  # fmt: skip

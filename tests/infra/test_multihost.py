@@ -193,6 +193,11 @@ def test_one_active_poller_and_a_warm_standby(multihost: dict):
     health = json.loads(sh(STANDBY, "psychochauffeur health --json || true"))
     assert {c["name"]: c["status"] for c in health["checks"]}.keys() >= {"database", "bot_api"}
     assert all(c["status"] == "ok" for c in health["checks"] if c["name"] in ("database", "bot_api"))
+    # Its stopped unit is the standby's normal state: info, not the critical its monitoring would page for.
+    [process] = [c for c in health["checks"] if c["name"] == "process"]
+    assert process["status"] == "info" and f"{ACTIVE} polls" in process["summary"], process
+    active = json.loads(sh(ACTIVE, "psychochauffeur health --json || true"))
+    assert [c["status"] for c in active["checks"] if c["name"] == "process"] == ["ok"]
     # One fake Telegram for both: only bot1 runs the sandbox.
     assert sh(ACTIVE, "systemctl is-active psychochauffeur-sandbox") == "active"
     assert sh(STANDBY, "systemctl is-active psychochauffeur-sandbox", check=False) != "active"
@@ -216,6 +221,8 @@ def test_failover_then_rolling_update(multihost: dict):
     for host in (ACTIVE, STANDBY):
         assert sh(host, "cat /etc/psychochauffeur/active-host") == STANDBY
         assert not conflicts(host, started), f"409 Conflict on {host} during the failover"
+    old_active = json.loads(sh(ACTIVE, "psychochauffeur health --json || true"))  # a standby now
+    assert [c["status"] for c in old_active["checks"] if c["name"] == "process"] == ["info"], old_active
     # Rolling update: the standby (now bot1) first, then the active poller (bot2).
     new = f"{multihost['version']}-rolled"
     chat(ACTIVE, "start", 1001, "--username", "opsadmin")  # the sandbox only sends to chats it has seen

@@ -288,6 +288,32 @@ def test_runbook_thresholds(metric, value, expected):
     assert grade(metric, value) == expected
 
 
+@pytest.mark.parametrize(
+    "record, expected",
+    [("bot2\n", "info"), ("bot1\n", "critical"), (None, "critical")],
+)  # fmt: skip
+def test_a_stopped_unit_on_a_warm_standby_is_not_critical(run_cli, healthy, tmp_path, monkeypatch,
+                                                          record, expected):  # fmt: skip
+    """Several bot hosts: the one the active-host record does not name is a standby, its unit stopped on
+    purpose (monitoring there must not page); the active one, or a host with no record, is critical."""
+    from bot.ops import system
+
+    unit = {"LoadState": "loaded", "ActiveState": "inactive", "SubState": "dead", "MainPID": "0"}
+    monkeypatch.setattr(system, "systemd_unit", lambda name=system.SERVICE_NAME: unit)
+    active_file = tmp_path / "active-host"
+    if record is not None:
+        active_file.write_text(record)
+    env = {**healthy, "BOT_HOST_NAME": "bot1", "BOT_ACTIVE_HOST_FILE": str(active_file)}
+    result, statuses = health(run_cli, env)
+    assert statuses["process"] == expected
+    process = next(c for c in result.json()["checks"] if c["name"] == "process")
+    if expected == "info":
+        # the exit code is the other checks' (health() asserts it): here disk or CPU may warn, never process
+        assert "warm standby" in process["summary"] and "bot2 polls" in process["summary"], process
+    else:
+        assert result.code == 2 and "inactive" in process["summary"], process
+
+
 def test_threshold_table_is_in_the_json(run_cli, healthy):
     data = run_cli(healthy, "health", "--json").json()
     assert set(data["thresholds"]) == set(THRESHOLDS)
