@@ -138,12 +138,16 @@ def current() -> str:
     return host_sh("readlink /opt/psychochauffeur-bot/current").stdout.strip().split("/")[-1]
 
 
+DIES_LATER_STORED = [f"ops-died-after-storing-{n}" for n in (1, 2, 3)]
+
+
 def source_tree(
     tmp_path, name: str, break_it: bool = False, bad_migration: bool = False, dies_after: int = 0
 ):
     """A copy of the bot source (a release: bench/drill.py's source_tree); break_it makes the bot exit at
     start and adds a migration; bad_migration adds two migrations, the second of which fails; dies_after makes
-    a working bot (with a migration) exit after that many seconds."""
+    a working bot (with a migration) store DIES_LATER_STORED messages of its own, then exit after that many
+    seconds (its own rows make the put-back of messages newer than the dump certain, whatever the load)."""
     src = bench_source_tree(tmp_path, name, break_it=break_it, marker="ops")
     if bad_migration:
         (src / "bot/migrations/901_ops_first.sql").write_text("CREATE TABLE ops_first_of_two (id int);\n")
@@ -155,8 +159,13 @@ def source_tree(
         app = src / "bot/app.py"
         app.write_text(
             app.read_text()
-            + "\n\n_run = run\n\n\ndef run(env):  # works, then dies\n"
-            + f"    import os, threading\n    threading.Timer({dies_after}, os._exit, (3,)).start()\n"
+            + "\n\n_run = run\n\n\ndef run(env):  # stores messages, works, then dies\n"
+            + "    import os, threading, psycopg\n"
+            + "    with psycopg.connect(env.database_url) as conn:\n"
+            + f"        for n, text in enumerate({DIES_LATER_STORED!r}, 1):\n"
+            + "            conn.execute('INSERT INTO messages (chat_id, message_id, text)'\n"
+            + "                         ' VALUES (-4999, %s, %s) ON CONFLICT DO NOTHING', (n, text))\n"
+            + f"    threading.Timer({dies_after}, os._exit, (3,)).start()\n"
             + "    return _run(env)\n"
         )
     return src

@@ -13,6 +13,7 @@ import time
 
 import pytest
 from pbhelpers import (
+    DIES_LATER_STORED,
     HOST,
     REPO,
     commit,
@@ -206,8 +207,8 @@ def test_broken_release_rolls_back(releases):
 
 
 def test_messages_the_failed_release_stored_survive_the_restore(releases):
-    """A release that answers for a few seconds, then dies: the rollback restores the dump (its migration ran)
-    and puts back the messages the failed release stored after the dump."""
+    """A release that stores messages, answers for a few seconds, then dies: the rollback restores the dump
+    (its migration ran) and puts back the messages the failed release stored after the dump."""
     before = current()
     start_pusher()
     try:
@@ -215,8 +216,11 @@ def test_messages_the_failed_release_stored_survive_the_restore(releases):
     finally:
         stored = stop_pusher()
     assert run.rc != 0 and f"rolled back to {before}" in run.text, run.text[-3000:]
-    print(re.search(r"messages kept: [0-9]+", run.text))
+    put_back = re.search(r"messages kept: ([0-9]+)", run.text)
+    assert put_back and int(put_back.group(1)) >= len(DIES_LATER_STORED), run.text[-3000:]
     assert psql("select to_regclass('ops_dies_later') is null") == "t"
+    own = psql("SELECT text FROM messages WHERE chat_id = -4999 ORDER BY message_id").split()
+    assert own == DIES_LATER_STORED  # stored by the failed release after the dump, there after the restore
     assert current() == before
     kept = kept_messages()
     lost = sorted(set(stored) - kept)
