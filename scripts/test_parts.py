@@ -80,7 +80,7 @@ def _role_hosts(role: str) -> list[str]:
 
 
 def parts() -> list[Part]:
-    pytest = str(BIN / "pytest")
+    pytest = [str(BIN / "pytest"), "--durations=12"]  # each part's log ends with its slowest tests
     tests = REPO / "tests" / "playbooks"
     elsewhere = {f for _, files in PLAYBOOK_HOSTS.values() for f in files}
     files_a = sorted(p.name for p in tests.glob("test_*.py") if p.name not in elsewhere)
@@ -88,19 +88,19 @@ def parts() -> list[Part]:
         Part("lint", ["bash", "-c", f"{BIN}/ruff check . && {BIN}/ansible-lint"], rank=1),
         Part(
             "bot",
-            [pytest, "tests/bot", "tests/bench", "tests/scripts", *map(str, REPO.glob("tests/test_*.py"))],
+            [*pytest, "tests/bot", "tests/bench", "tests/scripts", *map(str, REPO.glob("tests/test_*.py"))],
             rank=9,
         ),
-        Part("lab", [pytest, "tests/lab"], lab=True, rank=3),
-        Part("infra", [pytest, "tests/infra", "--ignore=tests/infra/test_multihost.py"], lab=True, rank=6),
+        Part("lab", [*pytest, "tests/lab"], lab=True, rank=3),
+        Part("infra", [*pytest, "tests/infra", "--ignore=tests/infra/test_multihost.py"], lab=True, rank=6),
         # db1 + bot1 + bot2 in a lab home of their own (.cache/lab-multihost): one slot, three hosts
-        Part("infra:multihost", [pytest, "tests/infra/test_multihost.py"], lab=True, rank=7),
+        Part("infra:multihost", [*pytest, "tests/infra/test_multihost.py"], lab=True, rank=7),
     ]
     for group, (host, files) in [("a", ("pb1", files_a)), *PLAYBOOK_HOSTS.items()]:
         result.append(
             Part(
                 f"playbooks:{group}",
-                [pytest, *(f"tests/playbooks/{f}" for f in files if (tests / f).exists())],
+                [*pytest, *(f"tests/playbooks/{f}" for f in files if (tests / f).exists())],
                 lab=True,
                 env={"PLAYBOOKS_LAB_HOST": host},
                 rank={"a": 8, "b": 10, "c": 7, "d": 7}[group],
