@@ -1,5 +1,9 @@
 """playbooks/site.yml on a fresh lab host: it converges, then a --check --diff run changes nothing."""
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +36,24 @@ def test_secrets_never_in_the_playbook_output(converged):
     token = lab_vars["bot_token"]
     for name in ("converge.log", "check.log"):
         assert token not in (converged["logs"] / name).read_text(), f"bot_token printed in {name}"
+
+
+def test_playbooks_run_as_a_sudo_user_as_in_production(converged):
+    """Production inventories log in as a user and become root with sudo (ansible_become); the lab logs in as
+    root. Over Mitogen (ansible.cfg), as the lab image's sudo user `lab`: the login is that user, become is
+    root, and verify.yml (root-only reads: the 0600 env file, runuser) passes."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
+    as_lab = ["-i", str(REPO / "inventories/lab"), "--limit", "infra1", "-e", "ansible_user=lab"]
+    bin_dir = Path(sys.executable).parent
+
+    def run(*cmd: str) -> str:
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+        return proc.stdout
+
+    whoami = [str(bin_dir / "ansible"), "infra1", *as_lab, "-m", "ansible.builtin.command", "-a", "id -un"]
+    login, root = run(*whoami), run(*whoami, "-b")
+    assert login.split()[-1] == "lab" and root.split()[-1] == "root", (login, root)
+    verify = run(str(bin_dir / "ansible-playbook"), *as_lab, "-e", "ansible_become=true",
+                 str(REPO / "playbooks/verify.yml"))  # fmt: skip
+    assert re.search(r"infra1\s*:\s*ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", verify), verify[-3000:]
