@@ -79,7 +79,7 @@ def names() -> list[str]:
 
 def existing() -> list[dict]:
     """The state of every host, skipping one removed between the listing and the read (another part's
-    `lab down` while Ansible reads the inventory failed fab's `ansible-inventory --list` in a test run)."""
+    `lab down`): otherwise the inventory script fails, and Ansible then warns and sees no lab host at all."""
     states = []
     for name in names():
         try:
