@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 import psycopg
 
-from bot.sandbox.client import SandboxClient
+from bot.sandbox.client import SandboxClient, SandboxTimeout
 from bot.sandbox.control import detect_entities
 from bot.sandbox.server import SANDBOX_BOT_TOKEN, SandboxServer
 
@@ -79,8 +79,11 @@ class Bot:
         self.client.push(text, chat_id=chat_id, user_id=user_id, **kw)
         if expect == 0:
             return []
-        return self.client.wait_for(chat_id=chat_id if chat_id is not None else user_id, count=expect,
-                                    timeout=timeout, after=after, method=method)
+        try:
+            return self.client.wait_for(chat_id=chat_id if chat_id is not None else user_id, count=expect,
+                                        timeout=timeout, after=after, method=method)
+        except SandboxTimeout as exc:
+            raise AssertionError(f"{exc}\n{self.tail()}") from None  # what the bot was doing meanwhile
 
     def say(self, text: str, **kw: Any) -> str:
         """Push a message; return the text of the first reply."""
@@ -133,6 +136,18 @@ class Bot:
     def all_logs_text(self) -> str:
         return "".join(p.read_text(errors="replace") for p in self.log_dir.glob("*.log")) + self.output_text()
 
+    def tail(self, lines: int = 15) -> str:
+        """The end of the bot's logs and output for a failure message: what it did when a test gave up."""
+        parts = [f"bot pid {self.proc.pid} ({'running' if self.alive() else f'exit {self.proc.returncode}'})"]
+        for name in ("general.log", "error.log"):
+            path = self.log_dir / name
+            raw = path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+            shown = [_brief(line) for line in raw]
+            parts.append(f"-- last of {name}:\n" + "\n".join(shown or ["(empty)"]))
+        output = self.output_text().splitlines()[-lines:]
+        parts.append("-- last of its output:\n" + "\n".join(output or ["(empty)"]))
+        return "\n".join(parts)
+
     def output_text(self) -> str:
         return self.output.read_text(errors="replace") if self.output.exists() else ""
 
@@ -153,6 +168,24 @@ class Bot:
                 self.proc.kill()
                 self.proc.wait(10)
         return self.proc.returncode
+
+
+def _brief(line: str) -> str:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return line[:300]  # a line being written
+    return " ".join(str(record.get(k, "")) for k in ("ts", "level", "code", "msg"))[:300]
+
+
+def until(condition: Callable[[], Any], what: str, timeout: float = 60, bot: Bot | None = None) -> None:
+    """Poll until condition() holds; on timeout fail with `what` and, given the bot, the end of its logs."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            context = f"\n{bot.tail()}" if bot is not None else ""
+            raise AssertionError(f"gave up waiting {timeout:g} s: {what}{context}")
+        time.sleep(0.05)
 
 
 def start_bot(sandbox: Any, dsn: str, app_dir: Path, global_config: dict | None = None,

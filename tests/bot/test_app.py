@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from botproc import Bot, make_env, module_bot, private_sandbox, start_bot, unhandled
+from botproc import Bot, make_env, module_bot, private_sandbox, start_bot, unhandled, until
 
 from bot.app import (
     STOP_FINAL_FLUSH_SECONDS,
@@ -200,13 +200,6 @@ def test_secrets_never_reach_logs(bot: Bot) -> None:
 CONFLICT = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"
 
 
-def until(condition, what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        time.sleep(0.05)
-
-
 def test_a_409_conflict_is_one_clear_error_with_back_off_and_health_sees_it(pg_server, tmp_path) -> None:
     dsn = pg_server.create_db("app_conflict")
     with private_sandbox() as sandbox:
@@ -216,7 +209,8 @@ def test_a_409_conflict_is_one_clear_error_with_back_off_and_health_sees_it(pg_s
             calls = sandbox.client.health()["calls"]["getUpdates"]
             sandbox.client.fail("getUpdates", error_code=409, count=3, description=CONFLICT)
             injected = time.monotonic()
-            until(lambda: sandbox.client.health()["calls"]["getUpdates"] >= calls + 4, "3 conflicts, 1 poll")
+            until(lambda: sandbox.client.health()["calls"]["getUpdates"] >= calls + 4, "3 conflicts, 1 poll",
+                  bot=bot)
             # PTB's retry loop backs off (1 s, then x1.5 up to 30 s) instead of hammering the API
             assert time.monotonic() - injected >= 2.5
             assert bot.say("/ping") == "pong"  # polling again by itself
@@ -262,10 +256,10 @@ def test_sigterm_stores_buffered_messages_first_and_stops_in_timeout_stop_sec(pg
         try:
             assert bot.say("/ping") == "pong"
             sandbox.client.push("/ask [sandbox:slow=30] take your time", user_id=5000)  # will not finish
-            until(lambda: len(sandbox.client.openai_requests()) >= 1, "the GPT call is under way")
+            until(lambda: len(sandbox.client.openai_requests()) >= 1, "the GPT call is under way", bot=bot)
             burst = [{"text": f"burst {i}", "chat_id": group, "user_id": 5001 + i % 7} for i in range(1500)]
             pushed = sandbox.client.push_many(burst)
-            until(lambda: len(sandbox.client.pending()) < 1500, "the bot is fetching the burst")
+            until(lambda: len(sandbox.client.pending()) < 1500, "the bot is fetching the burst", bot=bot)
             start = time.monotonic()
             bot.proc.send_signal(signal.SIGTERM)
             try:
@@ -319,14 +313,15 @@ def test_kill_9_while_messages_flow_loses_and_duplicates_nothing(pg_server, tmp_
         try:
             for _ in range(kills):
                 before = stored()
-                until(lambda: stored() >= before + 500, "the bot stores the flowing messages")  # noqa: B023
+                until(lambda: stored() >= before + 500, "the bot stores the flowing messages", bot=bot)  # noqa: B023
                 os.kill(bot.proc.pid, signal.SIGKILL)
                 bot.proc.wait(10)
                 bot = start_bot(sandbox, dsn, bot.app_dir)
-            until(lambda: stored() >= before + 500, "the bot stores after the last restart")
+            until(lambda: stored() >= before + 500, "the bot stores after the last restart", bot=bot)
             flowing.clear()
             thread.join(30)
-            until(lambda: not sandbox.client.health()["pending_updates"], "every update confirmed", 180)
+            until(lambda: not sandbox.client.health()["pending_updates"], "every update confirmed", 180,
+                  bot=bot)
             want = dict(accepted)
             deadline = time.monotonic() + 10  # the old code committed after the confirm: give it the time
             while True:
@@ -358,8 +353,8 @@ def test_a_stalled_metrics_write_does_not_stall_the_bot(pg_server, tmp_path) -> 
         bot = start_bot(sandbox, dsn, tmp_path / "app", global_config={"metrics_interval_seconds": 0.2})
         fifo = bot.app_dir / "data" / f".metrics.json.{bot.proc.pid}.tmp"
         try:
-            until(lambda: (bot.app_dir / "data" / "metrics.json").exists(), "the first metrics file")
-            until(lambda: _mkfifo(fifo), "a FIFO in place of the temp file")
+            until(lambda: (bot.app_dir / "data" / "metrics.json").exists(), "the first metrics file", bot=bot)
+            until(lambda: _mkfifo(fifo), "a FIFO in place of the temp file", bot=bot)
             metrics = bot.app_dir / "data" / "metrics.json"
             deadline = time.monotonic() + 30
             # the bot answers while its 0.2 s metrics job hangs on the FIFO: the file stops being renewed
@@ -372,7 +367,7 @@ def test_a_stalled_metrics_write_does_not_stall_the_bot(pg_server, tmp_path) -> 
             if fifo.exists():  # a reader lets the blocked writer go on; later writes get a plain file
                 fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
                 fifo.unlink(missing_ok=True)  # the released writer may already have renamed it
-                until(lambda: _readable(fd), "the blocked write went through")
+                until(lambda: _readable(fd), "the blocked write went through", bot=bot)
                 os.close(fd)
             bot.stop()
             pg_server.drop_db("app_metrics_stall")
