@@ -42,8 +42,11 @@ def _bin(name: str) -> str:
 
 def _inventory_list(inventory: str | os.PathLike) -> str:
     """`ansible-inventory --list`, read a second time if the first read fails: a dynamic inventory (the lab's)
-    can change while it is read. A second failure stops the task with Ansible's own message."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG)}
+    can change while it is read. A second failure stops the task with Ansible's own message.
+
+    Without the fact cache: ansible-inventory reads every host's cached facts and prints none of them, and
+    one it finds corrupt (a write that failed on a full disk) makes it delete the file and exit 1."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_CFG), "ANSIBLE_CACHE_PLUGIN": "memory"}
     cmd = [_bin("ansible-inventory"), "-i", str(inventory), "--list"]
     for attempt in (1, 2):
         res = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)

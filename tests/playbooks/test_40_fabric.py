@@ -57,6 +57,28 @@ def test_follow_needs_one_host(tmp_path):
     )
 
 
+def test_a_corrupt_fact_cache_file_does_not_stop_fab(tmp_path):
+    """fab needs no facts: a host's cached facts that Ansible cannot parse (ansible-inventory would delete
+    the file and exit 1) neither stop fab nor get deleted by it."""
+    name = f"fabcache{time.time_ns()}"
+    cached = REPO / ".cache" / "ansible-facts" / f"s1_{name}"
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text('{"ansible_facts": {"ansible_hostname": ')  # a write cut short
+    inventory = tmp_path / "two.yml"
+    inventory.write_text(
+        f"bot_hosts:\n  hosts:\n    {name}: {{ansible_host: 192.0.2.1}}\n"
+        "    two: {ansible_host: 192.0.2.2}\n"
+    )
+    try:
+        run = fab("logs", "--follow", "--inventory", str(inventory))
+        out = run.stdout + run.stderr
+        assert run.returncode == 2 and f"selected: {name}, two" in out, out  # read at once, then refused
+        assert "reading it again" not in out and "corrupt" not in out, out
+        assert cached.exists()  # the writer's file is left alone
+    finally:
+        cached.unlink(missing_ok=True)
+
+
 @pytest.mark.runbook("Monitoring | Monitoring commands (status, tail -f logs)")
 def test_logs_follow_shows_lines_written_after_it_started(lab_host):
     """runbook: tail -f logs/general.log. A line written after `fab logs --follow` started shows up."""
