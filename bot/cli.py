@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         "truncate",
         "delete old messages, analysis cache and error events",
         "Delete rows older than --older-than from messages, analysis_cache and error_events, in one "
-        "transaction, and print the counts.",
+        "transaction, and print the counts. The deleted messages and error events are counted per hour "
+        "first (usage_rollup, error_rollup), so `usage` still compares a period with the one before.",
         json_parent,
     )
     p.add_argument(

@@ -24,10 +24,26 @@ EXPECTED_INDEXES: list[tuple[str, str, tuple[str, ...]]] = [
     ("messages_timestamp_idx", "messages", ("timestamp",)),  # db truncate
     ("analysis_cache_created_at_idx", "analysis_cache", ("created_at",)),  # db truncate
     ("error_events_ts_idx", "error_events", ("ts",)),  # /errors, db truncate
+    ("usage_rollup_hour_idx", "usage_rollup", ("hour",)),  # usage, db truncate
+    ("error_rollup_hour_idx", "error_rollup", ("hour",)),  # usage, db truncate
 ]
 
 # What `db truncate` deletes: table -> its timestamp column.
 RETENTION_TABLES = {"messages": "timestamp", "analysis_cache": "created_at", "error_events": "ts"}
+COMMAND_RE = r"^/([A-Za-z0-9_]+)"  # a stored text that is a command (usage counts them by name)
+# Before the retention deletes them, messages and error events are counted per hour (migration 002), so that
+# `usage` can still compare a period with the one before; kept as long as `usage --days` can look back.
+_ROLL_UP = {
+    "messages": f"""
+        INSERT INTO usage_rollup (hour, chat_id, user_id, command, messages)
+        SELECT date_trunc('hour', timestamp), chat_id, user_id, lower(substring(text from '{COMMAND_RE}')),
+               count(*)
+        FROM messages WHERE timestamp < %(cutoff)s GROUP BY 1, 2, 3, 4""",
+    "error_events": """
+        INSERT INTO error_rollup (hour, errors)
+        SELECT date_trunc('hour', ts), count(*) FROM error_events WHERE ts < %(cutoff)s GROUP BY 1""",
+}
+ROLLUP_KEEP = timedelta(days=2 * 366)  # usage --days 366 compares with the 366 days before
 
 DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_RETENTION = timedelta(days=3650)
@@ -439,10 +455,12 @@ def ping(conn: psycopg.Connection, n: int) -> dict[str, float]:
 def truncate(dsn: str | None, older_than: str, dry_run: bool) -> Result:
     delta = parse_duration(older_than)  # validated before touching the DB
     with connect(dsn, autocommit=False) as conn:
-        require_tables(conn, list(RETENTION_TABLES))
+        require_tables(conn, [*RETENTION_TABLES, "usage_rollup", "error_rollup"])
         cutoff = conn.execute("SELECT now() - %s::interval", (delta,)).fetchone()[0]
         counts: dict[str, int] = {}
         for table, column in RETENTION_TABLES.items():
+            if not dry_run and table in _ROLL_UP:
+                conn.execute(_ROLL_UP[table], {"cutoff": cutoff})
             if dry_run:
                 query = sql.SQL("SELECT count(*) FROM {} WHERE {} < %s")
                 counts[table] = conn.execute(
@@ -455,12 +473,18 @@ def truncate(dsn: str | None, older_than: str, dry_run: bool) -> Result:
                 ).rowcount
         if dry_run:
             conn.rollback()
-        # leaving the `with` block commits the deletes in one transaction
+        else:
+            for table in ("usage_rollup", "error_rollup"):
+                conn.execute(sql.SQL("DELETE FROM {} WHERE hour < now() - %s::interval").format(
+                    sql.Identifier("public", table)), (ROLLUP_KEEP,))
+        # leaving the `with` block commits the deletes (and the hourly counts of what they delete) as one
     verb = "would delete" if dry_run else "deleted"
     lines = [
         f"{'dry run: ' if dry_run else ''}{verb} rows older than {older_than} (before {cutoff.isoformat()})"
     ]
     lines += [f"  {table:15} {n}" for table, n in counts.items()]
+    if not dry_run and (counts["messages"] or counts["error_events"]):
+        lines.append("  (messages and error events counted per hour first: `usage` trends keep them)")
     return Result(
         {
             "dry_run": dry_run,

@@ -16,37 +16,49 @@ import psycopg
 from psycopg.rows import dict_row
 
 from bot.ops import dbadmin
+from bot.ops.dbadmin import COMMAND_RE
 from bot.ops.report import OpsError, Result
 from bot.settings import Env
 
 MAX_DAYS = 366
 MAX_BUCKETS = 12
 TOP_COMMANDS = 10
-COMMAND_RE = r"^/([A-Za-z0-9_]+)"
 # Trends worth a look in the daily review (runbook "Info alerts": performance degradation trends, high usage).
 RISE_PERCENT = 50.0
 ERROR_RATE_FLOOR = 1.0  # error events per 100 messages: below this a rise is noise
 
-_PERIOD_SQL = f"""
-SELECT count(*) AS messages, count(DISTINCT user_id) AS active_users, count(DISTINCT chat_id) AS active_chats,
-       count(*) FILTER (WHERE text ~ '{COMMAND_RE}') AS commands
+# The stored messages of a period plus the hourly counts of those the retention deleted (`db truncate`,
+# migration 002): a period is then exact to the hour, however long ago it was.
+_MESSAGES = f"""
+SELECT timestamp AS ts, chat_id, user_id, lower(substring(text from '{COMMAND_RE}')) AS command, 1 AS n
 FROM messages
 WHERE timestamp >= %(start)s AND timestamp < %(end)s AND user_id IS DISTINCT FROM %(bot)s::bigint
+UNION ALL
+SELECT hour, chat_id, user_id, command, messages
+FROM usage_rollup
+WHERE hour >= %(start)s AND hour < %(end)s AND user_id IS DISTINCT FROM %(bot)s::bigint
 """
-_ERRORS_SQL = "SELECT count(*) AS errors FROM error_events WHERE ts >= %(start)s AND ts < %(end)s"
-_DAILY_SQL = """
-SELECT date_trunc('day', timestamp AT TIME ZONE 'UTC')::date AS day, count(DISTINCT user_id) AS users,
-       count(*) AS messages
-FROM messages
-WHERE timestamp >= %(start)s AND timestamp < %(end)s AND user_id IS DISTINCT FROM %(bot)s::bigint
+_PERIOD_SQL = f"""
+SELECT coalesce(sum(n), 0)::bigint AS messages, count(DISTINCT user_id) AS active_users,
+       count(DISTINCT chat_id) AS active_chats,
+       coalesce(sum(n) FILTER (WHERE command IS NOT NULL), 0)::bigint AS commands
+FROM ({_MESSAGES}) AS m
+"""
+_ERRORS_SQL = """
+SELECT (SELECT count(*) FROM error_events WHERE ts >= %(start)s AND ts < %(end)s)
+     + (SELECT coalesce(sum(errors), 0) FROM error_rollup WHERE hour >= %(start)s AND hour < %(end)s)
+       AS errors
+"""
+_DAILY_SQL = f"""
+SELECT date_trunc('day', ts AT TIME ZONE 'UTC')::date AS day, count(DISTINCT user_id) AS users,
+       sum(n)::bigint AS messages
+FROM ({_MESSAGES}) AS m
 GROUP BY 1 ORDER BY 1
 """
 _COMMANDS_SQL = f"""
-SELECT lower(substring(text from '{COMMAND_RE}')) AS command, count(*) AS uses,
-       count(DISTINCT user_id) AS users
-FROM messages
-WHERE timestamp >= %(start)s AND timestamp < %(end)s AND user_id IS DISTINCT FROM %(bot)s::bigint
-  AND text ~ '{COMMAND_RE}'
+SELECT command, sum(n)::bigint AS uses, count(DISTINCT user_id) AS users
+FROM ({_MESSAGES}) AS m
+WHERE command IS NOT NULL
 GROUP BY 1 ORDER BY uses DESC, command
 """
 _SILENT_SQL = """
@@ -111,7 +123,7 @@ def usage(env: Env, days: int, buckets: int = 1, now: datetime | None = None) ->
     start, prev_start = end - span, end - 2 * span
     bot = bot_user_id(env)
     with dbadmin.connect(env.database_url) as conn:
-        dbadmin.require_tables(conn, ["messages", "chats", "error_events"])
+        dbadmin.require_tables(conn, ["messages", "chats", "error_events", "usage_rollup", "error_rollup"])
         cur = conn.cursor(row_factory=dict_row)
         current = _period(cur, start, end, bot)
         previous = _period(cur, prev_start, start, bot)

@@ -38,7 +38,7 @@ def test_migrate_check_apply_idempotent(database_url: str) -> None:
         rows = conn.execute("SELECT version, name, applied_at FROM schema_migrations").fetchall()
         found = conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'messages'").fetchall()
         indexes = {r[0] for r in found}
-    assert [(v, n) for v, n, _ in rows] == [(1, "001_initial")]
+    assert [(v, n) for v, n, _ in rows] == [(v, n) for v, n, _ in migration_files()]
     assert "messages_chat_id_timestamp_idx" in indexes
 
 
@@ -241,7 +241,9 @@ def test_migrations_of_one_run_are_one_transaction(database_url: str, tmp_path, 
     """Migration 2 of 2 fails: migration 1 is undone too (schema and schema_migrations as before)."""
     migrate(database_url)
     before = tables(database_url)
-    (tmp_path / "001_initial.sql").write_text((migration_files()[0][2]).read_text())
+    shipped = migration_files()
+    for _, _, path in shipped:
+        (tmp_path / path.name).write_text(path.read_text())
     (tmp_path / "901_first.sql").write_text("CREATE TABLE ops_first (id int);\n")
     (tmp_path / "902_second.sql").write_text("CREATE TABLE ops_second (id int); SELECT 1/0;\n")
     monkeypatch.setattr("bot.db.MIGRATIONS_DIR", tmp_path)
@@ -249,7 +251,8 @@ def test_migrations_of_one_run_are_one_transaction(database_url: str, tmp_path, 
         migrate(database_url)
     assert tables(database_url) == before
     with psycopg.connect(database_url) as conn:
-        assert [r[0] for r in conn.execute("SELECT version FROM schema_migrations")] == [1]
+        versions = [r[0] for r in conn.execute("SELECT version FROM schema_migrations")]
+    assert versions == [v for v, _, _ in shipped]
     assert migrate(database_url, check=True) == ["901_first", "902_second"]
 
 

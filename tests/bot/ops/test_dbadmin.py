@@ -206,10 +206,12 @@ def test_truncate_dry_run_then_delete(run_cli, db_env):
     assert dry.code == 0
     assert dry.json()["counts"] == {"messages": 1, "analysis_cache": 1, "error_events": 1}
     assert _count(dsn, "messages") == 2  # nothing deleted
+    assert _count(dsn, "usage_rollup") == _count(dsn, "error_rollup") == 0  # nor counted
 
     real = run_cli(db_env, "db", "truncate", "--older-than", "30d")
     assert real.code == 0 and "deleted" in real.out
     assert [_count(dsn, t) for t in ("messages", "analysis_cache", "error_events")] == [1, 1, 1]
+    assert [_count(dsn, t) for t in ("usage_rollup", "error_rollup")] == [1, 1]  # the deleted, per hour
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT message_id FROM messages").fetchone()[0] == 2  # the fresh one stays
 

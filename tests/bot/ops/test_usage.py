@@ -93,3 +93,45 @@ def test_usage_bad_input_is_a_clear_error(run_cli, db_env):
 def test_usage_before_migrations_says_what_to_do(run_cli, app_dir, database_url):
     run = run_cli({"DATABASE_URL": database_url, "BOT_APP_DIR": str(app_dir)}, "usage")
     assert run.code == 1 and "psychochauffeur db migrate" in run.err
+
+
+@pytest.mark.runbook("Monthly | 2. Full performance analysis: the month's trend and the previous 30 days")
+def test_the_previous_30_days_survive_the_retention_that_deletes_their_messages(run_cli, db_env):
+    """weekly.yml's retention (`db truncate --older-than 30d`) deletes the messages of the 30 days before the
+    month; the monthly comparison reads the hourly counts the truncate kept of them, and a second truncate
+    counts nothing twice."""
+    dsn = db_env["DATABASE_URL"]
+    _seed(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for user, text, age in (
+            (5, "/weather Odesa", "35 days"),
+            (5, "/ask why", "40 days"),
+            (6, "/weather", "41 days"),
+            (6, "hi", "45 days"),
+            (BOT_ID, "/weather quoted by the bot", "40 days"),
+        ):
+            _msg(conn, -400, user, text, age)
+        conn.execute("INSERT INTO error_events (ts, code, logger, message)"
+                     " VALUES (now() - '50 days'::interval, 'API003', 'x', 'm')")
+    env = {**db_env, "BOT_TOKEN": TOKEN}
+    figures = ("messages", "active_users", "active_chats", "commands", "errors", "error_rate_percent")
+
+    def month() -> tuple[dict, dict, dict]:
+        run = run_cli(env, "--json", "usage", "--days", "30")
+        assert run.code == 0, run.err
+        data = run.json()
+        previous = {k: data["previous_period"][k] for k in figures}
+        return previous, data["trends"], {c["command"]: c["previous_uses"] for c in data["top_commands"]}
+
+    before = month()
+    assert before[0] == {"messages": 4, "active_users": 2, "active_chats": 1, "commands": 3, "errors": 1,
+                         "error_rate_percent": 25.0}
+    assert before[2]["weather"] == 2
+    for first in (True, False):
+        truncate = run_cli(env, "db", "truncate", "--older-than", "30d")
+        assert truncate.code == 0, truncate.err
+        assert ("counted per hour first" in truncate.out) is first, truncate.out
+        with psycopg.connect(dsn) as conn:
+            old = conn.execute("SELECT count(*) FROM messages WHERE timestamp < now() - '30 days'::interval")
+            assert old.fetchone()[0] == 0  # the retention did delete them
+        assert month() == before
