@@ -38,6 +38,7 @@ def planted_usage(lab_host):
     psql(" ".join(USAGE_SEED.split()))  # one line for psql -c
     yield
     psql(f"DELETE FROM messages WHERE chat_id = {USAGE_CHAT}")
+    psql(f"DELETE FROM usage_rollup WHERE chat_id = {USAGE_CHAT}")
     psql(f"DELETE FROM chats WHERE chat_id = {SILENT_CHAT}")
 
 
@@ -59,9 +60,11 @@ def test_scheduled_reports(lab_host, planted_usage, kind):
         host_sh(f"cd {LOGS} && echo x > fidelity-week-old.log && touch -d '8 days ago' fidelity-week-old.log"
                 " && echo x > fidelity-week-new.log")  # fmt: skip
     if kind == "monthly":  # runbook: migrate_db.py --optimize; an expected index is missing
-        # weekly's truncate (older_than=30d) deleted the 40-day-old command: put it back, as a retention of
-        # 60 days or more would keep it (with 30 days the month before is always empty: docs/RUNBOOK.md)
-        psql(" ".join(USAGE_SEED.split()))
+        # the weekly retention (db truncate --older-than 30d; again here, for this case run alone) deleted the
+        # 40-day-old command: the month before is counted from the hourly counts it kept (usage_rollup)
+        host_sh("psychochauffeur db truncate --older-than 30d")
+        assert psql(f"SELECT count(*) FROM messages WHERE chat_id = {USAGE_CHAT}"
+                    " AND timestamp < now() - interval '30 days'") == "0"
         psql("DROP INDEX IF EXISTS messages_timestamp_idx")
         analyzed = psql(f"{ANALYZED_SQL} WHERE relname = 'messages'")
     first = run_playbook(kind)
