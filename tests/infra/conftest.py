@@ -88,13 +88,19 @@ def lab_site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         # One release name for both runs, so a bot/ edit in between cannot make a second release.
         version = subprocess.run([python, str(RELEASE_VERSION), str(REPO)], check=True, capture_output=True,
                                  text=True, timeout=60).stdout.strip()
-        playbook = ["ansible-playbook", "-i", str(LAB_INVENTORY), str(SITE), "--limit", LAB_HOST,
-                    "-e", f"bot_version={version}"]
-        playbook[0] = str(Path(python).with_name("ansible-playbook"))
-        converge = _run(playbook, logs / "converge.log", CONVERGE_TIMEOUT_S, env)
-        check = _run([*playbook, "--check", "--diff"], logs / "check.log", CONVERGE_TIMEOUT_S, env)
+
+        def ansible(tool: str, *args: str, log: str) -> str:
+            """`tool` (ansible-playbook, or ansible with the pattern all) with the lab inventory on the lab
+            host only; its output, or the test fails with the tail of logs/<log>."""
+            cmd = [str(Path(python).with_name(tool)), "-i", str(LAB_INVENTORY), "--limit", LAB_HOST, *args]
+            return _run(cmd, logs / log, CONVERGE_TIMEOUT_S, env)
+
+        site = [str(SITE), "-e", f"bot_version={version}"]
+        converge = ansible("ansible-playbook", *site, log="converge.log")
+        check = ansible("ansible-playbook", *site, "--check", "--diff", log="check.log")
         yield {"status": status, "version": version, "converge": recap(converge, LAB_HOST),
-               "check": recap(check, LAB_HOST), "check_log": check, "logs": logs}
+               "check": recap(check, LAB_HOST), "check_log": check, "logs": logs, "host": LAB_HOST,
+               "ansible": ansible, "recap": lambda text: recap(text, LAB_HOST)}
     finally:
         subprocess.run([*lab, "down", "--missing-ok", LAB_HOST], cwd=REPO, check=False,
                        timeout=LAB_TIMEOUT_S, capture_output=True)

@@ -1,9 +1,6 @@
 """playbooks/site.yml on a fresh lab host: it converges, then a --check --diff run changes nothing."""
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,18 +39,14 @@ def test_playbooks_run_as_a_sudo_user_as_in_production(converged):
     """Production inventories log in as a user and become root with sudo (ansible_become); the lab logs in as
     root. Over Mitogen (ansible.cfg), as the lab image's sudo user `lab`: the login is that user, become is
     root, and verify.yml (root-only reads: the 0600 env file, runuser) passes."""
-    env = {**os.environ, "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    as_lab = ["-i", str(REPO / "inventories/lab"), "--limit", "infra1", "-e", "ansible_user=lab"]
-    bin_dir = Path(sys.executable).parent
-
-    def run(*cmd: str) -> str:
-        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
-        return proc.stdout
-
-    whoami = [str(bin_dir / "ansible"), "infra1", *as_lab, "-m", "ansible.builtin.command", "-a", "id -un"]
-    login, root = run(*whoami), run(*whoami, "-b")
-    assert login.split()[-1] == "lab" and root.split()[-1] == "root", (login, root)
-    verify = run(str(bin_dir / "ansible-playbook"), *as_lab, "-e", "ansible_become=true",
-                 str(REPO / "playbooks/verify.yml"))  # fmt: skip
-    assert re.search(r"infra1\s*:\s*ok=\d+\s+changed=0\s+unreachable=0\s+failed=0", verify), verify[-3000:]
+    ansible, as_lab = converged["ansible"], ["-e", "ansible_user=lab"]
+    whoami = ["all", *as_lab, "-m", "ansible.builtin.command", "-a", "id -un"]
+    login = ansible("ansible", *whoami, log="as-lab.log")
+    root = ansible("ansible", *whoami, "-b", log="as-lab-become.log")
+    users = [re.search(r"rc=0 >>\s*(\S+)", out) for out in (login, root)]
+    assert [u and u.group(1) for u in users] == ["lab", "root"], (login, root)
+    verify = ansible("ansible-playbook", *as_lab, "-e", "ansible_become=true",
+                     str(REPO / "playbooks/verify.yml"), log="verify-as-lab.log")
+    counts = converged["recap"](verify)
+    assert counts["failed"] == counts["unreachable"] == counts["changed"] == 0, verify[-3000:]
+    assert counts["ok"] > 0
